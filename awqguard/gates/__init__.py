@@ -1,0 +1,1 @@
+"""Gate engine: RAG pipeline, metrics, gate policy, Problem-Map symptoms and fixes."""

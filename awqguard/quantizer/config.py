@@ -1,0 +1,101 @@
+"""QuantConfig: every knob of the AWQ quantizer, validated once, with AutoAWQ's names as aliases."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from awqguard.errors import ConfigError
+
+SUPPORTED_BITS = (2, 3, 4, 8)   # 4 is packed; 2, 3 and 8 are fake-quantized (dequantized floats saved)
+PACKED_BITS = (4,)
+VERSIONS = ("gemm", "gemv")
+
+# AutoAWQ's quant_config / quantize() keyword names -> ours.
+ALIASES = {
+    "q_group_size": "group_size",
+    "calib_data": "calib",
+    "max_calib_samples": "n_samples",
+    "max_calib_seq_len": "seqlen",
+}
+
+
+@dataclass
+class QuantConfig:
+    """How to quantize. Field defaults are AutoAWQ's (DESIGN.md §3.7)."""
+
+    w_bit: int = 4
+    group_size: int = 128            # -1 = one group per whole row
+    zero_point: bool = True          # False = symmetric grid with a fixed zero of 2^(b-1)
+    version: str = "gemm"            # checkpoint layout / kernel family
+    modules_to_not_convert: tuple[str, ...] = ()
+    n_samples: int = 128             # calibration sequences
+    seqlen: int = 512                # tokens per calibration sequence
+    duo_scaling: bool = True         # s = x^r / w^(1-r) instead of x^r
+    apply_clip: bool = True
+    n_grid: int = 20                 # ratios r = i / n_grid
+    seed: int = 0                    # calibration sampling and loss-token subsample
+    loss_tokens: int = 4096          # tokens the grid loss is computed on (whole sequences)
+    clip_tokens: int = 512           # tokens the clip search is computed on
+
+    def __post_init__(self) -> None:
+        if isinstance(self.version, str):
+            self.version = self.version.lower()
+        if self.modules_to_not_convert is None:
+            self.modules_to_not_convert = ()
+        self.modules_to_not_convert = tuple(self.modules_to_not_convert)
+        if self.w_bit not in SUPPORTED_BITS:
+            raise ConfigError(f"w_bit must be one of {SUPPORTED_BITS}; got {self.w_bit}")
+        g = self.group_size
+        if not (g == -1 or (isinstance(g, int) and g >= 8 and g & (g - 1) == 0)):
+            raise ConfigError(
+                f"group_size must be -1 (whole row) or a power of two >= 8 such as 32, 64 or 128; got {g}")
+        if self.version not in VERSIONS:
+            raise ConfigError(f"version must be one of {VERSIONS}; got {self.version!r}")
+        for name in ("n_samples", "seqlen", "n_grid", "loss_tokens", "clip_tokens"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be a positive integer; got {getattr(self, name)}")
+
+    @property
+    def packed(self) -> bool:
+        """True when the checkpoint holds packed integers (AutoAWQ GEMM format)."""
+        return self.w_bit in PACKED_BITS
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["modules_to_not_convert"] = list(self.modules_to_not_convert)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "QuantConfig":
+        """Build from our names or AutoAWQ's (`q_group_size`, `version: "GEMM"`, ...)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            name = ALIASES.get(key, key)
+            if name not in known:
+                raise ConfigError(f"unknown quantization option {key!r}; known: {sorted(known | set(ALIASES))}")
+            kwargs[name] = value
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> "QuantConfig":
+        return dataclasses.replace(self, **{ALIASES.get(k, k): v for k, v in changes.items()})
+
+
+def coerce_config(config: QuantConfig | Mapping[str, Any] | None) -> QuantConfig:
+    if config is None:
+        return QuantConfig()
+    if isinstance(config, QuantConfig):
+        return config
+    return QuantConfig.from_dict(config)
+
+
+def group_size_for(in_features: int, group_size: int) -> int:
+    return in_features if group_size == -1 else group_size
+
+
+def workable_group_sizes(in_features_list: list[int]) -> list[int]:
+    """Group sizes (powers of two 16..256, plus -1) that divide every given in_features."""
+    sizes = [g for g in (256, 128, 64, 32, 16) if all(n % g == 0 for n in in_features_list)]
+    return sizes + [-1]

@@ -1,0 +1,121 @@
+"""The two AWQ searches. Neither mutates a weight: candidates are evaluated with
+torch.func.functional_call on replacement tensors, so the model leaves a search bit for bit as it
+entered it (AutoAWQ 0.2.9's in-place "restore" aliases live tensors on CPU and corrupts the model).
+
+Scale search, per mapping (prev -> linears, checked module f):
+    s(r) = clamp(x̄^r / (w̄^(1−r) + 1e-4), 1e-4)  (duo)   or   x̄^r   ;   s /= sqrt(max s · min s)
+    L(r) = ‖f(X; Q(W·s)/s) − f(X; W)‖²  over r = i / n_grid,  keep argmin
+Clip search, per linear: for shrink c in 1.0, 0.95, ..., 0.55 and every (row, group),
+    err(c) = mean_tokens (X_g·Q(clamp(W_g, ±c·max|W_g|)) − X_g·W_g)²,  keep argmin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.func import functional_call
+
+from awqguard.quantizer.config import QuantConfig, group_size_for
+from awqguard.quantizer.mappings import ResolvedMapping
+from awqguard.quantizer.rounding import fake_quantize
+
+CLIP_SHRINKS = tuple(1.0 - i / 20 for i in range(10))     # 1.0 ... 0.55
+_CLIP_CHUNK_ELEMENTS = 32_000_000                          # bounds the [groups, tokens, rows] buffers
+
+
+@dataclass
+class InspectCall:
+    """One captured call of a checked module: its inputs and its unquantized output."""
+
+    args: tuple
+    kwargs: dict[str, Any]
+    output: torch.Tensor
+
+
+def first_tensor(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def weight_mean(linears: list[torch.nn.Linear], group_size: int) -> torch.Tensor:
+    """w̄ [in]: mean over output rows of |W| normalised by each group's max |W|."""
+    w = torch.cat([lin.weight.detach().float() for lin in linears], dim=0)     # [Σout, in]
+    g = group_size_for(w.shape[1], group_size)
+    wg = w.abs().reshape(-1, g)
+    wg = wg / (wg.amax(dim=1, keepdim=True) + 1e-6)
+    return wg.reshape(w.shape).mean(dim=0)
+
+
+def candidate_scale(x_mean: torch.Tensor, w_mean: torch.Tensor, ratio: float, duo: bool) -> torch.Tensor:
+    if duo:
+        s = (x_mean.pow(ratio) / (w_mean.pow(1 - ratio) + 1e-4)).clamp(min=1e-4)
+    else:
+        s = x_mean.pow(ratio).clamp(min=1e-4)
+    return s / (s.max() * s.min()).sqrt()
+
+
+def search_scale(rm: ResolvedMapping, x_mean: torch.Tensor, call: InspectCall, cfg: QuantConfig,
+                 rounder=None) -> tuple[torch.Tensor, float, list[float]]:
+    """(best s [in], best ratio, loss per ratio) for one mapping."""
+    rounder = rounder or (lambda w: fake_quantize(w, cfg.w_bit, cfg.group_size, cfg.zero_point))
+    x_mean = x_mean.float()
+    w_mean = weight_mean(rm.linears, cfg.group_size).to(x_mean.device)
+    target = call.output.float()
+    losses: list[float] = []
+    best = (float("inf"), None, -1.0)
+    for i in range(cfg.n_grid):
+        ratio = i / cfg.n_grid
+        s = candidate_scale(x_mean, w_mean, ratio, cfg.duo_scaling)
+        params = {}
+        for name, lin in zip(rm.linear_names, rm.linears):
+            w = lin.weight.detach()
+            params[f"{name}.weight" if name else "weight"] = (rounder(w.float() * s) / s).to(w.dtype)
+        with torch.no_grad():
+            out = first_tensor(functional_call(rm.inspect, params, call.args, call.kwargs))
+        loss = float((out.float() - target).pow(2).mean())
+        losses.append(loss)
+        if loss < best[0]:
+            best = (loss, s, ratio)
+    if best[1] is None:
+        raise FloatingPointError(f"scale search found no finite loss (losses: {losses[:3]}...)")
+    return best[1].detach(), best[2], losses
+
+
+def search_clip(weight: torch.Tensor, x: torch.Tensor, cfg: QuantConfig, rounder=None) -> torch.Tensor:
+    """Best clip value per (row, group): float [out, in/g]. `x` is [tokens, in]."""
+    rounder = rounder or (lambda w: fake_quantize(w, cfg.w_bit, cfg.group_size, cfg.zero_point))
+    w = weight.detach().float()
+    out_f, in_f = w.shape
+    g = group_size_for(in_f, cfg.group_size)
+    n_groups = in_f // g
+    xg = x.float().reshape(-1, n_groups, g).transpose(0, 1)                    # [ng, tokens, g]
+    rows_per_chunk = max(8, _CLIP_CHUNK_ELEMENTS // max(1, n_groups * xg.shape[1]))
+    best_all = []
+    for start in range(0, out_f, rows_per_chunk):
+        wc = w[start:start + rows_per_chunk]                                    # [rows, in]
+        rows = wc.shape[0]
+        wg = wc.reshape(rows, n_groups, g)
+        ref = torch.bmm(xg, wg.permute(1, 2, 0))                                 # [ng, tokens, rows]
+        max_abs = wg.abs().amax(dim=-1)                                          # [rows, ng]
+        best_err = torch.full_like(max_abs, float("inf"))
+        best_val = max_abs.clone()
+        for shrink in CLIP_SHRINKS:
+            limit = (max_abs * shrink).unsqueeze(-1)
+            clipped = torch.maximum(torch.minimum(wg, limit), -limit).reshape(rows, in_f)
+            q = rounder(clipped).reshape(rows, n_groups, g)
+            err = (torch.bmm(xg, q.permute(1, 2, 0)) - ref).pow(2).mean(dim=1).t()   # [rows, ng]
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best_val = torch.where(better, max_abs * shrink, best_val)
+        best_all.append(best_val)
+    return torch.cat(best_all, dim=0)
+
+
+def sample_rows(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """Up to n rows of x [..., in] flattened to [rows, in], chosen with a fixed seed."""
+    flat = x.reshape(-1, x.shape[-1])
+    if flat.shape[0] <= n:
+        return flat
+    idx = torch.randperm(flat.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
+    return flat[idx.sort().values.to(flat.device)]
