@@ -114,7 +114,11 @@ def load_model(source: ModelSource, dtype: torch.dtype = torch.float32):
     """A float causal LM from a folder or GGUF file, on CPU, in eval mode."""
     from transformers import AutoModelForCausalLM
     import transformers
+
+    from awqguard.progress import progress_enabled
     transformers.logging.set_verbosity_error()
+    if not progress_enabled():
+        transformers.utils.logging.disable_progress_bar()
     try:
         model = AutoModelForCausalLM.from_pretrained(str(source.folder), gguf_file=source.gguf_file,
                                                      dtype=dtype, low_cpu_mem_usage=True)

@@ -212,17 +212,23 @@ def _install_awq_linears(model: nn.Module, tensors: dict[str, torch.Tensor], gro
             linear = model.get_submodule(prefix)
         except AttributeError:
             raise ModelLoadError(f"{folder}: {prefix}.qweight names no layer of this model") from None
-        if not isinstance(linear, nn.Linear):
-            raise ModelLoadError(f"{folder}: {prefix} is a {type(linear).__name__}, not a Linear")
-        g = linear.in_features if group_size == -1 else group_size
-        expected = {"qweight": (linear.in_features, linear.out_features // 8),
-                    "qzeros": (linear.in_features // g, linear.out_features // 8),
-                    "scales": (linear.in_features // g, linear.out_features)}
+        in_f, out_f = _linear_shape(linear, prefix, folder)
+        g = in_f if group_size == -1 else group_size
+        expected = {"qweight": (in_f, out_f // 8), "qzeros": (in_f // g, out_f // 8), "scales": (in_f // g, out_f)}
         for part, shape in expected.items():
             got = tuple(tensors[f"{prefix}.{part}"].shape) if f"{prefix}.{part}" in tensors else None
             if got != shape:
                 raise ModelLoadError(f"{folder}: {prefix}.{part} has shape {got}, expected {shape} "
-                                     f"(in={linear.in_features}, out={linear.out_features}, group={g})")
-        layer = AWQLinear(linear.in_features, linear.out_features, g, bias=f"{prefix}.bias" in tensors)
+                                     f"(in={in_f}, out={out_f}, group={g})")
+        layer = AWQLinear(in_f, out_f, g, bias=f"{prefix}.bias" in tensors)
         parent, _, child = prefix.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, layer)
+
+
+def _linear_shape(module: nn.Module, prefix: str, folder: Path) -> tuple[int, int]:
+    """(in_features, out_features) of a Linear, or of GPT-2's Conv1D (weight stored [in, out])."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    if type(module).__name__ == "Conv1D":
+        return tuple(module.weight.shape)
+    raise ModelLoadError(f"{folder}: {prefix} is a {type(module).__name__}, not a Linear")

@@ -1,0 +1,135 @@
+"""The `awqguard` command line. Thin: parse, call the library, print, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from awqguard import __version__
+from awqguard.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, AwqguardError
+
+
+def _add_quantize(sub) -> None:
+    p = sub.add_parser("quantize", help="quantize a model with AWQ into an AutoAWQ GEMM checkpoint",
+                       description="Quantize MODEL (a Hugging Face folder or .gguf file; default: the embedded "
+                                   "SmolLM2-135M-Instruct) with AWQ and write an AutoAWQ GEMM checkpoint.")
+    p.add_argument("model", nargs="?", default=None, help="model folder or .gguf file (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--out", required=True, type=Path, help="output checkpoint folder")
+    p.add_argument("--w-bit", type=int, default=4, help="weight bits: 4 (packed) or 2/3/8 (fake-quant) (default 4)")
+    p.add_argument("--group-size", type=int, default=None,
+                   help="input channels per scale; -1 = whole row (default 128; 64 for the embedded default model)")
+    p.add_argument("--no-zero-point", action="store_true", help="symmetric grid instead of asymmetric")
+    p.add_argument("--version", choices=["gemm", "gemv"], default="gemm", help="kernel layout (default gemm)")
+    p.add_argument("--calib", action="append", default=None, metavar="PATH",
+                   help="calibration text: .txt, .jsonl (\"text\" field), a fixture suite folder or a saved "
+                        "dataset folder; repeatable (default: the Python language reference shipped with Python)")
+    p.add_argument("--n-samples", type=int, default=128, help="calibration sequences (default 128)")
+    p.add_argument("--seqlen", type=int, default=512, help="tokens per calibration sequence (default 512)")
+    p.add_argument("--no-duo-scaling", action="store_true", help="scale by activations only (s = x^r)")
+    p.add_argument("--no-clip", action="store_true", help="skip the weight clipping search")
+    p.add_argument("--not-convert", action="append", default=[], metavar="NAME",
+                   help="module name (or part of one) to keep in full precision; repeatable")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device (default auto)")
+    p.add_argument("--seed", type=int, default=0, help="calibration sampling seed (default 0)")
+    p.add_argument("--force", action="store_true", help="replace whatever --out already holds")
+    p.set_defaults(func=cmd_quantize)
+
+
+def cmd_quantize(args) -> int:
+    from rich.console import Console
+
+    from awqguard.models import DEFAULT_GROUP_SIZE
+    from awqguard.quantizer.api import quantize
+    from awqguard.quantizer.config import QuantConfig
+
+    console = Console(stderr=True)
+    group_size = args.group_size
+    if group_size is None:
+        group_size = DEFAULT_GROUP_SIZE if args.model is None else 128
+    cfg = QuantConfig(w_bit=args.w_bit, group_size=group_size, zero_point=not args.no_zero_point,
+                      version=args.version, modules_to_not_convert=tuple(args.not_convert),
+                      n_samples=args.n_samples, seqlen=args.seqlen, duo_scaling=not args.no_duo_scaling,
+                      apply_clip=not args.no_clip, seed=args.seed)
+    result = quantize(args.model, out=args.out, config=cfg, calib=args.calib, device=args.device,
+                      force=args.force)
+    rec = result.record
+    if result.reused:
+        console.print(f"[green]{args.out}[/] already holds this checkpoint (same model, config and "
+                      "calibration); nothing to do.")
+    else:
+        q = rec["quantization"]
+        console.print(f"[green]wrote {args.out}[/]: {q['quantized_linears']} linears, w{cfg.w_bit} "
+                      f"g{cfg.group_size}{' (fake-quantized floats)' if rec['fake_quantized'] else ''}, "
+                      f"{rec['wall_time_s']:.0f} s")
+    return EXIT_OK
+
+
+def _add_doctor(sub) -> None:
+    p = sub.add_parser("doctor", help="show torch/CUDA/driver/Triton facts and which kernel paths will run")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(func=cmd_doctor)
+
+
+def cmd_doctor(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from awqguard.doctor import kernel_report, machine_facts
+
+    facts, kernels = machine_facts(), kernel_report()
+    if args.json:
+        print(json.dumps({"machine": facts, "kernels": kernels}, indent=2))
+        return EXIT_OK
+    console = Console()
+    t = Table(title="machine", show_header=False)
+    for k, v in facts.items():
+        t.add_row(k, "-" if v is None else str(v))
+    console.print(t)
+    k = Table(title="kernel paths")
+    for col in ("path", "available", "keeps weights packed", "what"):
+        k.add_column(col)
+    for name, info in kernels["paths"].items():
+        k.add_row(name, "yes" if info["available"] else "no", "yes" if info["keeps_packed"] else "no", info["what"])
+    console.print(k)
+    console.print(f"default path on CPU: [bold]{kernels['default_cpu']}[/]; memory-saving CPU path: "
+                  f"[bold]{kernels['memory_saving_cpu']}[/]; on CUDA: [bold]{kernels['default_cuda'] or 'no CUDA device'}[/]")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="awqguard", description="AWQ quantizer and regression gates for RAG")
+    parser.add_argument("-V", "--version-info", action="version", version=f"awqguard {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_quantize(sub)
+    _add_doctor(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return args.func(args)
+    except AwqguardError as exc:
+        print(f"awqguard {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"awqguard {args.command}: interrupted; nothing half-written was left behind", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:   # a bug, not bad input: say so, keep the traceback behind --debug
+        if args.debug:
+            raise
+        print(f"awqguard {args.command}: internal error: {type(exc).__name__}: {exc}\n"
+              "(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

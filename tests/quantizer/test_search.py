@@ -1,0 +1,80 @@
+"""The searches must leave every weight exactly as they found it (AutoAWQ 0.2.9 does not on CPU)."""
+
+import torch
+
+import tiny_models
+from awqguard.quantizer.blocks import CallRecorder, InputStats, capture_block_inputs, run_block
+from awqguard.quantizer.config import QuantConfig
+from awqguard.quantizer.mappings import find_blocks, resolve_architecture, resolve_block
+from awqguard.quantizer.rounding import fake_quantize
+from awqguard.quantizer.search import CLIP_SHRINKS, InspectCall, search_clip, search_scale
+
+
+def _snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_scale_and_clip_searches_leave_weights_bit_for_bit():
+    model = tiny_models.build("llama-mha")
+    cfg = QuantConfig(group_size=32)
+    _, arch = resolve_architecture(model)
+    _, blocks = find_blocks(model, arch)
+    block = blocks[0]
+    samples = torch.randint(3, tiny_models.VOCAB, (4, 32), generator=torch.Generator().manual_seed(0))
+    hidden, call = capture_block_inputs(model, block, samples, chunk=4)
+    mappings = resolve_block(block, arch, "model.layers.0")
+    linears = {n: m for n, m in block.named_modules() if isinstance(m, torch.nn.Linear)}
+    stats = InputStats(linears)
+    recorder = CallRecorder(linears, {id(rm.inspect): rm.inspect for rm in mappings})
+    run_block(block, hidden, call, 4, torch.device("cpu"))
+    stats.remove(), recorder.remove()
+    before = _snapshot(model)
+    for rm in mappings:
+        name = next(n for n, m in linears.items() if m is rm.linears[0])
+        args, kwargs, out = recorder.calls[id(rm.inspect)]
+        s, ratio, losses = search_scale(rm, stats.mean(name), InspectCall(args, kwargs, out), cfg)
+        assert len(losses) == cfg.n_grid and 0.0 <= ratio < 1.0 and (s > 0).all()
+    for name, lin in linears.items():
+        search_clip(lin.weight, recorder.linear_inputs[name].reshape(-1, lin.in_features), cfg)
+    after = _snapshot(model)
+    assert before.keys() == after.keys()
+    for k in before:
+        assert torch.equal(before[k], after[k]), f"{k} changed during the search"
+
+
+def test_scale_search_loss_at_best_ratio_is_the_minimum():
+    model = tiny_models.build("llama-gqa")
+    cfg = QuantConfig(group_size=32, w_bit=3)
+    _, arch = resolve_architecture(model)
+    _, blocks = find_blocks(model, arch)
+    samples = torch.randint(3, tiny_models.VOCAB, (2, 32))
+    hidden, call = capture_block_inputs(model, blocks[0], samples, chunk=2)
+    rm = resolve_block(blocks[0], arch, "b")[0]
+    rec = CallRecorder({}, {id(rm.inspect): rm.inspect})
+    stats = InputStats({"q": rm.linears[0]})
+    run_block(blocks[0], hidden, call, 2, torch.device("cpu"))
+    rec.remove(), stats.remove()
+    s, ratio, losses = search_scale(rm, stats.mean("q"), InspectCall(*rec.calls[id(rm.inspect)]), cfg)
+    assert losses[int(round(ratio * cfg.n_grid))] == min(losses)
+
+
+def test_clip_never_worse_than_no_clip():
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(16, 64, generator=gen)
+    w[:, 3] *= 8                                     # an outlier column widens the grid
+    x = torch.randn(128, 64, generator=gen)
+    cfg = QuantConfig(group_size=32)
+    best = search_clip(w, x, cfg)
+    max_abs = w.abs().reshape(16, 2, 32).amax(-1)
+    ratios = best / max_abs
+    assert all(any(abs(float(r) - s) < 1e-5 for s in CLIP_SHRINKS) for r in ratios.flatten())
+
+    def group_err(weight):
+        q = fake_quantize(weight, 4, 32)
+        xg, qg, wg = x.reshape(128, 2, 32), q.reshape(16, 2, 32), w.reshape(16, 2, 32)
+        return (torch.einsum("tgk,ogk->ogt", xg, qg) - torch.einsum("tgk,ogk->ogt", xg, wg)).pow(2).mean(-1)
+
+    limit = best.unsqueeze(-1)
+    clipped = torch.maximum(torch.minimum(w.reshape(16, 2, 32), limit), -limit).reshape(16, 64)
+    assert (group_err(clipped) <= group_err(w) + 1e-6).all()
+    assert (ratios < 1).any()
