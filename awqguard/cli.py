@@ -24,7 +24,7 @@ def _add_quantize(sub) -> None:
                    help="input channels per scale; -1 = whole row (default 128; 64 for the embedded default model)")
     p.add_argument("--no-zero-point", action="store_true", help="symmetric grid instead of asymmetric")
     p.add_argument("--version", choices=["gemm", "gemv"], default="gemm", help="kernel layout (default gemm)")
-    p.add_argument("--calib", action="append", default=None, metavar="PATH",
+    p.add_argument("--calib", action="append", default=None, metavar="PATH", type=Path,
                    help="calibration text: .txt, .jsonl (\"text\" field), a fixture suite folder or a saved "
                         "dataset folder; repeatable (default: the Python language reference shipped with Python)")
     p.add_argument("--n-samples", type=int, default=128, help="calibration sequences (default 128)")

@@ -1,8 +1,8 @@
 """Does awqguard's AWQ beat round-to-nearest on SmolLM2-135M-Instruct, fast, on this CPU?
 
 Prints JSON: held-out perplexity (non-overlapping 512-token windows of standard-library docstrings)
-for the float model, round-to-nearest on the same grid, and awqguard AWQ (calibrated on the Python
-language reference: a different text); the share of RTN's perplexity gap that AWQ recovers; wall
+for the float model, round-to-nearest on the same grid, and awqguard AWQ (calibrated on the built-in
+default text: the Python language reference plus docstrings of other, disjoint modules); the share of RTN's perplexity gap that AWQ recovers; wall
 time and peak memory of quantization. Targets (issue 2): share >= 0.55, quantization <= 600 s.
 
     python bench/quantize_quality.py                     # the issue's setting: w4 g64, 128 x 512
@@ -26,7 +26,14 @@ from awqguard import QuantConfig, __version__, quantize  # noqa: E402
 from awqguard.gates.perplexity import heldout_windows, model_perplexity  # noqa: E402
 from awqguard.models import load_reference  # noqa: E402
 from awqguard.quantizer.rtn import rtn_fake_quantize  # noqa: E402
-from awqguard.texts import stdlib_docstrings  # noqa: E402
+from awqguard.texts import (calibration_docstrings, default_calibration, python_reference,  # noqa: E402
+                            stdlib_docstrings)
+
+CALIBRATION_TEXTS = {
+    "default": default_calibration,          # the CLI's built-in default: the two below together
+    "pydoc": python_reference,               # the Python language reference alone
+    "docstrings": calibration_docstrings,    # docstrings of modules disjoint from the held-out ones
+}
 
 TARGET_SHARE = 0.55
 TARGET_SECONDS = 600
@@ -38,6 +45,10 @@ def main(argv=None) -> int:
     ap.add_argument("--group-size", type=int, default=64)
     ap.add_argument("--n-samples", type=int, default=128)
     ap.add_argument("--seqlen", type=int, default=512)
+    ap.add_argument("--calib-text", choices=sorted(CALIBRATION_TEXTS), default="default",
+                    help="calibration text (default: the CLI's built-in one)")
+    ap.add_argument("--loss-tokens", type=int, default=QuantConfig.loss_tokens,
+                    help="tokens the scale-search loss is computed on")
     ap.add_argument("--max-windows", type=int, default=64, help="held-out 512-token windows (default 64)")
     args = ap.parse_args(argv)
 
@@ -46,7 +57,7 @@ def main(argv=None) -> int:
     load_seconds = time.perf_counter() - load_start
     windows = heldout_windows(tokenizer, stdlib_docstrings(), 512, args.max_windows)
     cfg = QuantConfig(w_bit=args.w_bit, group_size=args.group_size, n_samples=args.n_samples,
-                      seqlen=args.seqlen)
+                      seqlen=args.seqlen, loss_tokens=args.loss_tokens)
 
     ppl_float = model_perplexity(reference, windows)
     rtn = copy.deepcopy(reference)
@@ -55,7 +66,8 @@ def main(argv=None) -> int:
     del rtn
 
     with measure() as cost:
-        result = quantize(copy.deepcopy(reference), tokenizer=tokenizer, config=cfg)
+        result = quantize(copy.deepcopy(reference), tokenizer=tokenizer, config=cfg,
+                          calib=CALIBRATION_TEXTS[args.calib_text]())
     ppl_awq = model_perplexity(result.model, windows)
 
     gap = ppl_rtn - ppl_float
@@ -64,7 +76,7 @@ def main(argv=None) -> int:
         "benchmark": "quantize_quality",
         "model": source.label,
         "config": {"w_bit": cfg.w_bit, "group_size": cfg.group_size, "n_samples": cfg.n_samples,
-                   "seqlen": cfg.seqlen, "calibration": result.record["calibration"]["sources"]},
+                   "seqlen": cfg.seqlen, "loss_tokens": cfg.loss_tokens, "calibration": args.calib_text},
         "heldout": {"text": "stdlib docstrings", "windows": int(windows.shape[0]), "window_tokens": 512,
                     "tokens": int(windows.numel())},
         "perplexity": {"float": round(ppl_float, 4), "rtn": round(ppl_rtn, 4), "awq": round(ppl_awq, 4)},

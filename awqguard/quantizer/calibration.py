@@ -3,8 +3,8 @@
 Sources (DESIGN.md §3.7): a list of texts; a .txt file (blank-line separated paragraphs); a .jsonl
 file with a "text" field; a fixture suite folder (suite.yaml + corpus/*.md); a dataset folder saved
 by `datasets.save_to_disk` (needs pyarrow); or a folder of .txt/.jsonl/.md files. With no source,
-the built-in default is the Python language reference that ships with every CPython
-(`pydoc_data.topics`): ~110k tokens of English technical prose, present offline everywhere.
+the built-in default is English technical prose that ships with every CPython (see
+awqguard.texts.default_calibration), present offline everywhere and disjoint from the held-out text.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Iterable, Sequence
 import torch
 
 from awqguard.errors import CalibrationError
-from awqguard.texts import python_reference as builtin_texts
+from awqguard.texts import default_calibration as builtin_texts
 
-BUILTIN_DEFAULT = "builtin:pydoc"
+BUILTIN_DEFAULT = "builtin:python-docs"
 
 
 @dataclass
@@ -115,22 +115,38 @@ def read_source(source: str | Path) -> list[str]:
 
 
 def gather_texts(calib: str | Path | Sequence[str | Path] | None) -> tuple[list[str], list[str]]:
-    """(texts, source labels). A list of non-path strings is taken as the texts themselves."""
+    """(texts, source labels) from calibration sources.
+
+    A Path, or a single string, is always a source (file, folder or "builtin:pydoc"). A list of
+    strings is either all sources or, when none of them looks like a path, the texts themselves
+    (AutoAWQ's `calib_data=[...]`). Dataset names such as "pileval" are refused: no downloads.
+    """
     if calib is None:
         return builtin_texts(), [BUILTIN_DEFAULT]
-    if isinstance(calib, (str, Path)):
-        calib = [calib]
-    calib = list(calib)
-    if calib and all(isinstance(c, str) and not _looks_like_source(c) for c in calib):
-        return [c for c in calib if c.strip()], [f"<{len(calib)} texts>"]
+    items = [calib] if isinstance(calib, (str, Path)) else list(calib)
+    if not items:
+        raise CalibrationError("calibration data is an empty list")
+    is_text_list = len(items) > 1 or not isinstance(calib, (str, Path))
+    if is_text_list and all(isinstance(c, str) and not _looks_like_path(c) for c in items):
+        return [c for c in items if c.strip()], [f"<{len(items)} texts>"]
     texts: list[str] = []
-    for source in calib:
+    for source in items:
+        if isinstance(source, str) and not _looks_like_path(source):
+            raise CalibrationError(
+                f"calibration source {source!r} is neither a local file nor folder; awqguard does not "
+                "download datasets: pass a .txt/.jsonl file, a suite folder or a saved dataset folder")
         texts.extend(read_source(source))
-    return texts, [str(c) for c in calib]
+    return texts, [str(c) for c in items]
 
 
-def _looks_like_source(s: str) -> bool:
-    return s == BUILTIN_DEFAULT or ("\n" not in s and len(s) < 4096 and Path(s).exists())
+def _looks_like_path(s: str | Path) -> bool:
+    if isinstance(s, Path) or s == BUILTIN_DEFAULT:
+        return True
+    if "\n" in s or len(s) > 1024:
+        return False
+    if Path(s).exists():
+        return True
+    return " " not in s and ("/" in s or Path(s).suffix in (".txt", ".jsonl", ".md", ".arrow"))
 
 
 def build_samples(texts: Iterable[str], tokenizer, n_samples: int, seqlen: int, seed: int,
@@ -147,7 +163,8 @@ def build_samples(texts: Iterable[str], tokenizer, n_samples: int, seqlen: int, 
         raise CalibrationError(
             f"calibration data has {len(stream):,} tokens but {n_samples} samples x {seqlen} tokens need "
             f"{need:,}: add text (--calib), or lower --n-samples (at most {len(stream) // seqlen} at this "
-            f"--seqlen) or --seqlen")
+            f"--seqlen) or --seqlen" if len(stream) >= seqlen else
+            f"calibration data has {len(stream):,} tokens, less than one {seqlen}-token sample: add text (--calib)")
     windows = torch.tensor(stream[: (len(stream) // seqlen) * seqlen]).reshape(-1, seqlen)
     pick = torch.randperm(len(windows), generator=torch.Generator().manual_seed(seed))[:n_samples]
     return CalibrationSet(windows[pick.sort().values], sources or [], len(stream))

@@ -1,0 +1,76 @@
+"""The command line as a user meets it: exit codes, one-line errors, nothing half-written."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import tiny_models
+
+
+def awqguard(*args, cwd=None):
+    env = dict(os.environ, CI="1")
+    return subprocess.run([sys.executable, "-m", "awqguard.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    tiny_models.save_hf_folder("llama-gqa", root / "tiny")
+    (root / "calib.jsonl").write_text("\n".join(json.dumps({"text": p}) for p in tiny_models.CALIB_TEXT.split("\n\n")))
+    return root
+
+
+def test_quantize_tiny_end_to_end(tiny):
+    out = tiny / "q"
+    r = awqguard("quantize", tiny / "tiny", "--out", out, "--group-size", "32", "--n-samples", "8",
+                 "--seqlen", "32", "--calib", tiny / "calib.jsonl", "--no-duo-scaling", "--not-convert", "down_proj")
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stderr
+    record = json.loads((out / "awqguard.json").read_text())
+    assert record["config"]["duo_scaling"] is False
+    assert record["config"]["modules_to_not_convert"] == ["down_proj"]
+    assert record["quantization"]["quantized_linears"] == 2 * 6
+    again = awqguard("quantize", tiny / "tiny", "--out", out, "--group-size", "32", "--n-samples", "8",
+                     "--seqlen", "32", "--calib", tiny / "calib.jsonl", "--no-duo-scaling", "--not-convert", "down_proj")
+    assert again.returncode == 0 and "already holds this checkpoint" in again.stderr
+
+
+BASE = {"--group-size": "32", "--n-samples": "8", "--seqlen": "32", "--calib": "calib.jsonl"}
+
+
+@pytest.mark.parametrize("change,expect", [
+    ({"--group-size": "128"}, "does not divide in_features 64"),
+    ({"--group-size": "48"}, "group_size must be -1 (whole row) or a power of two"),
+    ({"--n-samples": "5000"}, "calibration data has"),
+    ({"--calib": "missing.txt"}, "calibration source missing.txt does not exist"),
+    ({"--w-bit": "5"}, "w_bit must be one of"),
+])
+def test_bad_input_exits_4_with_one_clear_line(tiny, change, expect):
+    options = [x for kv in {**BASE, **change}.items() for x in kv]
+    r = awqguard("quantize", "tiny", "--out", "bad", *options, cwd=tiny)
+    assert r.returncode == 4, r.stderr
+    assert expect in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tiny / "bad").exists()
+
+
+def test_missing_model_and_unknown_option(tiny):
+    r = awqguard("quantize", tiny / "nope", "--out", tiny / "bad")
+    assert r.returncode == 4 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    r = awqguard("quantize", "--out", tiny / "bad", "--group-sz", "64")
+    assert r.returncode == 2 and "unrecognized arguments" in r.stderr   # argparse's own usage error
+
+
+def test_doctor_reports_machine_and_paths():
+    r = awqguard("doctor", "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["machine"]["torch"] and "cuda_available" in info["machine"]
+    assert info["kernels"]["paths"]["reference"]["available"] is True
+    assert info["kernels"]["default_cpu"] == "dequant"
+    r = awqguard("doctor")
+    assert r.returncode == 0 and "kernel paths" in r.stdout
