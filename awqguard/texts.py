@@ -49,20 +49,20 @@ def stdlib_docstrings(modules: tuple[str, ...] = HELDOUT_MODULES) -> list[str]:
     """Docstrings of `modules` (default: the held-out list), in a fixed order."""
     import warnings
     docs: list[str] = []
-    for name in modules:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")     # deprecated modules (cgi, telnetlib, ...) warn on import
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # deprecated modules and attributes warn when touched
+        for name in modules:
+            try:
                 module = importlib.import_module(name)
-        except ImportError:     # a trimmed Python build; the text is smaller, and records say which
-            continue
-        docs.append(inspect.getdoc(module) or "")
-        for attr, obj in sorted(vars(module).items()):
-            if attr.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+            except ImportError:     # a trimmed Python build; the text is smaller, and records say which
                 continue
-            doc = inspect.getdoc(obj)
-            if doc:
-                docs.append(doc)
+            docs.append(inspect.getdoc(module) or "")
+            for attr, obj in sorted(vars(module).items()):
+                if attr.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+                    continue
+                doc = inspect.getdoc(obj)
+                if doc:
+                    docs.append(doc)
     return [d for d in docs if d.strip()]
 
 

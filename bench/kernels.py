@@ -59,31 +59,33 @@ def linear_weight_bytes(model) -> int:
 
 
 @torch.no_grad()
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return round(statistics.median(times), 3)
-
-
-@torch.no_grad()
-def timings(model, repeats: int) -> dict:
+def interleaved_medians(variants: dict, repeats: int) -> dict[str, dict[str, float]]:
+    """Median ms per variant for decode and 512-token prefill, measured round-robin so that the
+    machine's drift (turbo, other load) hits every variant alike."""
     from transformers import DynamicCache
     prompt = torch.randint(100, 40000, (1, 128), generator=torch.Generator().manual_seed(0))
-    cache = DynamicCache()
-    model(input_ids=prompt, past_key_values=cache, use_cache=True)
-
-    def decode():
-        c = copy.deepcopy(cache)
-        model(input_ids=prompt[:, :1], past_key_values=c, use_cache=True)
-
     prefill_ids = torch.randint(100, 40000, (1, 512), generator=torch.Generator().manual_seed(1))
-    return {"decode_ms": median_ms(decode, repeats),
-            "prefill512_ms": median_ms(lambda: model(input_ids=prefill_ids, use_cache=False), max(3, repeats // 4)),
-            "linear_weight_mib": round(linear_weight_bytes(model) / 2**20, 2)}
+    caches = {}
+    for name, model in variants.items():
+        caches[name] = DynamicCache()
+        model(input_ids=prompt, past_key_values=caches[name], use_cache=True)
+
+    def decode(name):
+        variants[name](input_ids=prompt[:, :1], past_key_values=copy.deepcopy(caches[name]), use_cache=True)
+
+    def prefill(name):
+        variants[name](input_ids=prefill_ids, use_cache=False)
+
+    times: dict[str, dict[str, list[float]]] = {n: {"decode_ms": [], "prefill512_ms": []} for n in variants}
+    for kind, fn, rounds in (("decode_ms", decode, repeats), ("prefill512_ms", prefill, max(5, repeats // 2))):
+        for name in variants:
+            fn(name)                                            # warm-up (builds kernel caches)
+        for _ in range(rounds):
+            for name in variants:
+                start = time.perf_counter()
+                fn(name)
+                times[name][kind].append((time.perf_counter() - start) * 1e3)
+    return {n: {k: round(statistics.median(v), 3) for k, v in t.items()} for n, t in times.items()}
 
 
 def main(argv=None) -> int:
@@ -91,17 +93,24 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args(argv)
     reference, _, source = load_reference()
-    results = {"float": timings(reference, args.repeats)}
     awq = packed_copy(reference, 64)
+    variants, counts = {"float": reference}, {}
     for path, ok in available_paths().items():
-        if not ok or path == "cuda-int4":
-            continue
-        counts = set_kernel_path(awq, path)
-        r = timings(awq, args.repeats if path != "reference" else 3)
-        r["layers_on_path"] = counts
-        r["decode_vs_float"] = round(r["decode_ms"] / results["float"]["decode_ms"], 3)
-        r["prefill_vs_float"] = round(r["prefill512_ms"] / results["float"]["prefill512_ms"], 3)
-        results[path] = r
+        if ok and path != "cuda-int4":
+            variants[path] = copy.deepcopy(awq)
+            counts[path] = set_kernel_path(variants[path], path)
+    slow = {k: v for k, v in variants.items() if k == "reference"}     # seconds per call: fewer rounds
+    fast = {k: v for k, v in variants.items() if k != "reference"}
+    medians = interleaved_medians(fast, args.repeats)
+    medians.update(interleaved_medians(slow, 3))     # the reference path is ~10x slower: 3 rounds
+    results = {}
+    for name, model in variants.items():
+        r = dict(medians[name], linear_weight_mib=round(linear_weight_bytes(model) / 2**20, 2))
+        if name != "float":
+            r["layers_on_path"] = counts[name]
+            r["decode_vs_float"] = round(r["decode_ms"] / medians["float"]["decode_ms"], 3)
+            r["prefill_vs_float"] = round(r["prefill512_ms"] / medians["float"]["prefill512_ms"], 3)
+        results[name] = r
     default = default_path("cpu")
     payload = {
         "benchmark": "kernels", "model": source.label, "group_size": 64, "results": results,

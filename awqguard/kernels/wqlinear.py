@@ -98,7 +98,11 @@ class AWQLinear(nn.Module):
         scales_and_zeros = torch.stack([s, zero_float], dim=-1).to(torch.bfloat16).contiguous()
         if cuda:
             w_u8 = ((w_nk[:, ::2] << 4) | w_nk[:, 1::2]).to(torch.uint8).cuda()
-            packed = torch.ops.aten._convert_weight_to_int4pack(w_u8, 8)
+            # tinygemm tiles K by inner_k_tiles * 16: take the largest tiling this layer's K allows
+            tiles = next((t for t in (8, 4, 2) if self.in_features % (t * 16) == 0), None)
+            if tiles is None:
+                raise ValueError(f"in_features {self.in_features} is not a multiple of 32")
+            packed = torch.ops.aten._convert_weight_to_int4pack(w_u8, tiles)
             scales_and_zeros = scales_and_zeros.cuda()
         else:
             packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(w_nk, 1)

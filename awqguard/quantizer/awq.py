@@ -110,7 +110,7 @@ def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @torch.no_grad()
 def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call, arch: Architecture,
-                   cfg: QuantConfig, device: torch.device, chunk: int, rounder=None) -> tuple[torch.Tensor, BlockReport]:
+                   cfg: QuantConfig, device: torch.device, chunk: int) -> tuple[torch.Tensor, BlockReport]:
     """Quantize `block` in place; returns the full-precision block's outputs (the next block's inputs)."""
     report = BlockReport(block_name)
     block.to(device)
@@ -141,7 +141,7 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
     for rm in mappings:
         x_mean = stats.mean(_name_of(linears, rm.linears[0])).to(device)
         args, kwargs, out = recorder.calls[id(rm.inspect)]
-        s, ratio, _ = search_scale(rm, x_mean, InspectCall(args, kwargs, out), cfg, rounder)
+        s, ratio, _ = search_scale(rm, x_mean, InspectCall(args, kwargs, out), cfg)
         scales.append((rm, s))
         report.ratios[rm.mapping.prev] = ratio
     for rm, s in scales:
@@ -164,8 +164,8 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
     for name, lin in linears.items():
         if cfg.apply_clip and not any(frag in name for frag in arch.no_clip):
             x = sample_rows(recorder.linear_inputs[name], cfg.clip_tokens, cfg.seed)
-            apply_clip(lin, search_clip(lin.weight, x, cfg, rounder), cfg.group_size)
-        _replace_linear(block, name, lin, cfg, rounder)
+            apply_clip(lin, search_clip(lin.weight, x, cfg), cfg.group_size)
+        _replace_linear(block, name, lin, cfg)
         report.quantized.append(name)
     block.to("cpu")
     return next_hidden, report
@@ -175,13 +175,12 @@ def _name_of(linears: dict[str, nn.Linear], module: nn.Module) -> str:
     return next(n for n, m in linears.items() if m is module)
 
 
-def _replace_linear(block: nn.Module, name: str, lin: nn.Linear, cfg: QuantConfig, rounder=None) -> None:
+def _replace_linear(block: nn.Module, name: str, lin: nn.Linear, cfg: QuantConfig) -> None:
     w = lin.weight.detach().float()
     if not cfg.packed:     # 2/3/8 bits: keep the dequantized floats (fake quantization)
-        fq = rounder(w) if rounder else rounding.fake_quantize(w, cfg.w_bit, cfg.group_size, cfg.zero_point)
-        lin.weight.copy_(fq.to(lin.weight.dtype))
+        lin.weight.copy_(rounding.fake_quantize(w, cfg.w_bit, cfg.group_size, cfg.zero_point).to(lin.weight.dtype))
         return
-    qw = rounding.quantize(w, cfg.w_bit, cfg.group_size, cfg.zero_point) if rounder is None else rounder.quantize(w)
+    qw = rounding.quantize(w, cfg.w_bit, cfg.group_size, cfg.zero_point)
     new = AWQLinear.from_quantized(qw, lin.bias).to(lin.weight.device)
     new.set_path("dequant")
     parent_name, _, child = name.rpartition(".")
@@ -197,7 +196,7 @@ def pick_chunk(seqlen: int, hidden: int) -> int:
 
 @torch.no_grad()
 def quantize_model(model: nn.Module, samples: torch.Tensor, cfg: QuantConfig,
-                   device: torch.device | str = "cpu", rounder=None) -> QuantReport:
+                   device: torch.device | str = "cpu") -> QuantReport:
     """Quantize `model` (on CPU) in place with calibration token samples [n, T]."""
     start = time.perf_counter()
     device = torch.device(device)
@@ -214,7 +213,7 @@ def quantize_model(model: nn.Module, samples: torch.Tensor, cfg: QuantConfig,
     with progress.task(f"AWQ w{cfg.w_bit} g{cfg.group_size}", total=len(blocks)) as bar:
         for i, block in enumerate(blocks):
             name = f"{blocks_name}.{i}"
-            hidden, rep = quantize_block(block, name, hidden, call, arch, cfg, device, chunk, rounder)
+            hidden, rep = quantize_block(block, name, hidden, call, arch, cfg, device, chunk)
             reports.append(rep)
             bar.advance(description=f"AWQ w{cfg.w_bit} g{cfg.group_size}: {name}")
     return QuantReport(model_type, reports, time.perf_counter() - start)

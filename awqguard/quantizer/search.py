@@ -55,10 +55,14 @@ def candidate_scale(x_mean: torch.Tensor, w_mean: torch.Tensor, ratio: float, du
     return s / (s.max() * s.min()).sqrt()
 
 
-def search_scale(rm: ResolvedMapping, x_mean: torch.Tensor, call: InspectCall, cfg: QuantConfig,
-                 rounder=None) -> tuple[torch.Tensor, float, list[float]]:
+def _rounder(cfg: QuantConfig):
+    return lambda w: fake_quantize(w, cfg.w_bit, cfg.group_size, cfg.zero_point)
+
+
+def search_scale(rm: ResolvedMapping, x_mean: torch.Tensor, call: InspectCall,
+                 cfg: QuantConfig) -> tuple[torch.Tensor, float, list[float]]:
     """(best s [in], best ratio, loss per ratio) for one mapping."""
-    rounder = rounder or (lambda w: fake_quantize(w, cfg.w_bit, cfg.group_size, cfg.zero_point))
+    rounder = _rounder(cfg)
     x_mean = x_mean.float()
     w_mean = weight_mean(rm.linears, cfg.group_size).to(x_mean.device)
     target = call.output.float()
@@ -82,9 +86,9 @@ def search_scale(rm: ResolvedMapping, x_mean: torch.Tensor, call: InspectCall, c
     return best[1].detach(), best[2], losses
 
 
-def search_clip(weight: torch.Tensor, x: torch.Tensor, cfg: QuantConfig, rounder=None) -> torch.Tensor:
+def search_clip(weight: torch.Tensor, x: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
     """Best clip value per (row, group): float [out, in/g]. `x` is [tokens, in]."""
-    rounder = rounder or (lambda w: fake_quantize(w, cfg.w_bit, cfg.group_size, cfg.zero_point))
+    rounder = _rounder(cfg)
     w = weight.detach().float()
     out_f, in_f = w.shape
     g = group_size_for(in_f, cfg.group_size)

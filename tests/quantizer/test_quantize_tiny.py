@@ -100,7 +100,9 @@ def test_group_size_that_does_not_divide_names_layer_and_sizes(tiny_dir, calib_f
 def test_calibration_too_short(tiny_dir, tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("only a few words")
-    with pytest.raises(CalibrationError, match=r"17 tokens but 8 samples x 32 tokens need 256"):
+    with pytest.raises(CalibrationError, match=r"17 tokens but 8 samples x 8 tokens need 64.*at most 2"):
+        quantize(str(tiny_dir), out=tmp_path / "q", config=CFG.replace(seqlen=8), calib=[short])
+    with pytest.raises(CalibrationError, match=r"17 tokens, less than one 32-token sample"):
         quantize(str(tiny_dir), out=tmp_path / "q", config=CFG, calib=[short])
     assert not (tmp_path / "q").exists()
 
