@@ -176,13 +176,26 @@ def derive_architecture(model: nn.Module) -> Architecture | None:
     block = blocks[0]
     outputs: dict[int, str] = {}    # id(output tensor) -> norm path
     consumers: dict[int, list[str]] = {}
+    alive: list[torch.Tensor] = []  # holding every traced tensor keeps its id from being reused
     hooks = []
+
+    def norm_hook(name):
+        def hook(module, inputs, output):
+            alive.append(output)
+            outputs[id(output)] = name
+        return hook
+
+    def linear_hook(name):
+        def hook(module, inputs, output):
+            alive.append(inputs[0])
+            consumers.setdefault(id(inputs[0]), []).append(name)
+        return hook
+
     for name, mod in block.named_modules():
         if "norm" in type(mod).__name__.lower():
-            hooks.append(mod.register_forward_hook(lambda m, i, o, n=name: outputs.__setitem__(id(o), n)))
+            hooks.append(mod.register_forward_hook(norm_hook(name)))
         elif isinstance(mod, nn.Linear):
-            hooks.append(mod.register_forward_hook(
-                lambda m, i, o, n=name: consumers.setdefault(id(i[0]), []).append(n)))
+            hooks.append(mod.register_forward_hook(linear_hook(name)))
     try:
         _trace_one_forward(model)
     except Exception:
