@@ -100,6 +100,39 @@ def cmd_doctor(args) -> int:
     return EXIT_OK
 
 
+def _add_fixtures(sub) -> None:
+    p = sub.add_parser("fixtures", help="work with QA fixture suites")
+    fsub = p.add_subparsers(dest="fixtures_command", required=True)
+    v = fsub.add_parser("validate", help="report every problem in a suite (exit 4 if any)")
+    v.add_argument("suite", type=Path, help="suite folder (holds suite.yaml)")
+    v.set_defaults(func=cmd_fixtures_validate)
+
+
+def cmd_fixtures_validate(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from awqguard.errors import EXIT_USAGE
+    from awqguard.gates.fixtures import load_suite, validate_suite
+
+    console = Console()
+    problems = validate_suite(args.suite)
+    if problems:
+        table = Table(title=f"{len(problems)} problem(s) in {args.suite}", title_style="bold red")
+        for col in ("file", "item", "field", "problem"):
+            table.add_column(col, overflow="fold")
+        for p in problems:
+            table.add_row(p.file, p.item, p.field, p.message)
+        console.print(table)
+        return EXIT_USAGE
+    suite = load_suite(args.suite)
+    kinds = {k: sum(i.kind == k for i in suite.items) for k in ("qa", "json", "long")}
+    console.print(f"[green]{args.suite}[/]: suite {suite.name!r} is valid: {len(suite.items)} items "
+                  f"({', '.join(f'{n} {k}' for k, n in kinds.items())}) over {len(suite.documents)} documents, "
+                  f"{len(suite.sections)} sections")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="awqguard", description="AWQ quantizer and regression gates for RAG")
     parser.add_argument("-V", "--version-info", action="version", version=f"awqguard {__version__}")
@@ -107,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_quantize(sub)
     _add_doctor(sub)
+    _add_fixtures(sub)
     return parser
 
 

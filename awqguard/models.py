@@ -102,8 +102,19 @@ def resolve_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
+def quiet_transformers() -> None:
+    """transformers' own warnings and tqdm bars off; its bars stay on only for a person watching."""
+    import transformers
+
+    from awqguard.progress import progress_enabled
+    transformers.logging.set_verbosity_error()
+    if not progress_enabled():
+        transformers.utils.logging.disable_progress_bar()
+
+
 def load_tokenizer(source: ModelSource):
     from transformers import AutoTokenizer
+    quiet_transformers()
     try:
         return AutoTokenizer.from_pretrained(str(source.folder), gguf_file=source.gguf_file)
     except Exception as exc:
@@ -113,12 +124,7 @@ def load_tokenizer(source: ModelSource):
 def load_model(source: ModelSource, dtype: torch.dtype = torch.float32):
     """A float causal LM from a folder or GGUF file, on CPU, in eval mode."""
     from transformers import AutoModelForCausalLM
-    import transformers
-
-    from awqguard.progress import progress_enabled
-    transformers.logging.set_verbosity_error()
-    if not progress_enabled():
-        transformers.utils.logging.disable_progress_bar()
+    quiet_transformers()
     try:
         model = AutoModelForCausalLM.from_pretrained(str(source.folder), gguf_file=source.gguf_file,
                                                      dtype=dtype, low_cpu_mem_usage=True)
