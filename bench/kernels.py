@@ -48,12 +48,15 @@ def packed_copy(model, group_size: int):
 
 
 def linear_weight_bytes(model) -> int:
+    """Bytes held by the decoder blocks' linear layers (the ones AWQ replaces), caches included."""
+    _, arch = resolve_architecture(model)
+    _, blocks = find_blocks(model, arch)
     total = 0
-    for m in model.modules():
+    for m in blocks.modules():
         if isinstance(m, AWQLinear):
             total += sum(t.numel() * t.element_size() for t in (m.qweight, m.qzeros, m.scales))
             total += sum(t.numel() * t.element_size() for t in m._cache.values())
-        elif isinstance(m, torch.nn.Linear) and m.weight.shape[0] != 49152:    # lm_head stays float
+        elif isinstance(m, torch.nn.Linear):
             total += m.weight.numel() * m.weight.element_size()
     return total
 
