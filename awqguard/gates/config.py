@@ -1,0 +1,145 @@
+"""The check configuration: `awqguard.yaml`, or `[tool.awqguard]` in pyproject.toml (DESIGN.md §8-9).
+
+Validated against a JSON Schema (unknown keys are errors, with their path and a "did you mean"),
+then merged over the defaults. Gate overrides are keyed by gate id.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from awqguard.errors import ConfigError
+from awqguard.gates.policy import DEFAULT_GATES, Gate
+
+DEFAULTS: dict[str, Any] = {
+    "reference": None,                  # model folder / .gguf; None = SmolLM2-135M-Instruct
+    "candidate": None,                  # checkpoint folder; None = quantized from the reference (cached)
+    "suite": "fixtures/default",
+    "out": "reports/latest",
+    "seeds": [0, 1],
+    "limit": None,
+    "quantize": {"w_bit": 4, "group_size": 64},
+    "pipeline": {"chunk_tokens": 96, "chunk_overlap": 24, "top_k": 5, "quantize_embedder": True,
+                 "embedder": None, "header_order": "fixed"},
+    "decoding": {"greedy": False, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 96},
+    "gates": {},
+}
+
+_GATE_OVERRIDE = {"type": "object", "additionalProperties": False,
+                  "properties": {"threshold": {"type": "number"}, "severity": {"enum": ["fail", "warn"]},
+                                 "op": {"enum": ["<=", "<", ">=", ">"]}, "enabled": {"type": "boolean"}}}
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "reference": {"type": ["string", "null"]},
+        "candidate": {"type": ["string", "null"]},
+        "suite": {"type": "string"},
+        "out": {"type": "string"},
+        "seeds": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
+        "limit": {"type": ["integer", "null"], "minimum": 1},
+        "quantize": {"type": "object"},     # QuantConfig validates its own fields
+        "pipeline": {"type": "object", "additionalProperties": False, "properties": {
+            "chunk_tokens": {"type": "integer", "minimum": 8},
+            "chunk_overlap": {"type": "integer", "minimum": 0},
+            "top_k": {"type": "integer", "minimum": 1},
+            "quantize_embedder": {"type": "boolean"},
+            "embedder": {"type": ["string", "null"]},
+            "header_order": {"enum": ["fixed", "shuffled"]}}},
+        "decoding": {"type": "object", "additionalProperties": False, "properties": {
+            "greedy": {"type": "boolean"},
+            "temperature": {"type": "number", "exclusiveMinimum": 0},
+            "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "max_new_tokens": {"type": "integer", "minimum": 1}}},
+        "gates": {"type": "object", "propertyNames": {"enum": [g.id for g in DEFAULT_GATES]},
+                  "additionalProperties": _GATE_OVERRIDE},
+    },
+}
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    """awqguard.yaml in the folder, else a pyproject.toml that has [tool.awqguard]."""
+    folder = Path(start or Path.cwd())
+    if (folder / "awqguard.yaml").exists():
+        return folder / "awqguard.yaml"
+    pyproject = folder / "pyproject.toml"
+    if pyproject.exists() and "tool" in _read_toml(pyproject) and "awqguard" in _read_toml(pyproject)["tool"]:
+        return pyproject
+    return None
+
+
+def _read_toml(path: Path) -> dict:
+    import tomllib
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def load_config(path: str | Path | None = None) -> dict[str, Any]:
+    """The validated configuration merged over DEFAULTS (DEFAULTS alone when there is no file)."""
+    if path is None:
+        path = find_config()
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        if path.suffix == ".toml":
+            raw = _read_toml(path).get("tool", {}).get("awqguard", {})
+        else:
+            try:
+                raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
+        validate(raw, str(path))
+    return _merge(copy.deepcopy(DEFAULTS), raw)
+
+
+def validate(raw: Any, label: str) -> None:
+    import jsonschema
+    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(raw), key=lambda e: list(e.path))
+    if errors:
+        raise ConfigError(f"{label}: " + "; ".join(_describe(e) for e in errors))
+
+
+def _describe(error) -> str:
+    where = ".".join(str(p) for p in error.path) or "(top level)"
+    if error.validator == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in known]
+        hints = [f"{k!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else "")
+                 for k in extra]
+        return f"{where}: unknown key {', '.join(hints)}; allowed: {', '.join(known)}"
+    if "propertyNames" in error.schema_path:       # jsonschema reports the inner enum failure
+        known = [g.id for g in DEFAULT_GATES]
+        m = difflib.get_close_matches(str(error.instance), known, 1)
+        return f"gates: unknown gate {error.instance!r}" + (f" (did you mean {m[0]!r}?)" if m else "")
+    return f"{where}: {error.message}"
+
+
+def _merge(base: dict, override: dict) -> dict:
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def gates_from_config(config: dict[str, Any]) -> list[Gate]:
+    """The default gates with the config's overrides applied; disabled gates dropped."""
+    import dataclasses
+    gates = []
+    for gate in DEFAULT_GATES:
+        override = dict(config.get("gates", {}).get(gate.id, {}))
+        if not override.pop("enabled", True):
+            continue
+        gates.append(dataclasses.replace(gate, **override))
+    return gates
