@@ -118,7 +118,7 @@ def load_tokenizer(source: ModelSource):
     try:
         return AutoTokenizer.from_pretrained(str(source.folder), gguf_file=source.gguf_file)
     except Exception as exc:
-        raise ModelLoadError(f"cannot load the tokenizer of {source.label}: {_reason(exc)}") from None
+        raise ModelLoadError(f"cannot load the tokenizer of {source.label}: {error_reason(exc)}") from None
 
 
 def load_model(source: ModelSource, dtype: torch.dtype = torch.float32):
@@ -129,7 +129,7 @@ def load_model(source: ModelSource, dtype: torch.dtype = torch.float32):
         model = AutoModelForCausalLM.from_pretrained(str(source.folder), gguf_file=source.gguf_file,
                                                      dtype=dtype, low_cpu_mem_usage=True)
     except Exception as exc:
-        raise ModelLoadError(f"cannot load model {source.label}: {_reason(exc)}") from None
+        raise ModelLoadError(f"cannot load model {source.label}: {error_reason(exc)}") from None
     return model.eval()
 
 
@@ -143,10 +143,10 @@ def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"cannot read {path}: {_reason(exc)}") from None
+        raise ModelLoadError(f"cannot read {path}: {error_reason(exc)}") from None
 
 
-def _reason(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
     return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__

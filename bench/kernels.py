@@ -26,10 +26,9 @@ from awqguard.doctor import machine_facts  # noqa: E402
 from awqguard.kernels.paths import available_paths, default_path  # noqa: E402
 from awqguard.kernels.wqlinear import AWQLinear, set_kernel_path  # noqa: E402
 from awqguard.models import load_reference  # noqa: E402
-from awqguard.quantizer.awq import block_linears  # noqa: E402
+from awqguard.quantizer.awq import block_linears, replace_linear  # noqa: E402
 from awqguard.quantizer.config import QuantConfig  # noqa: E402
 from awqguard.quantizer.mappings import find_blocks, resolve_architecture  # noqa: E402
-from awqguard.quantizer.rounding import quantize  # noqa: E402
 
 TARGET_RATIO = 1.5
 
@@ -37,13 +36,12 @@ TARGET_RATIO = 1.5
 def packed_copy(model, group_size: int):
     """The model with every block linear replaced by an AWQLinear (round-to-nearest: speed only)."""
     model = copy.deepcopy(model)
+    cfg = QuantConfig(group_size=group_size)
     _, arch = resolve_architecture(model)
     name, blocks = find_blocks(model, arch)
     for i, block in enumerate(blocks):
-        for lname, lin in block_linears(block, f"{name}.{i}", QuantConfig(group_size=group_size)).items():
-            parent, _, child = lname.rpartition(".")
-            setattr(block.get_submodule(parent), child, AWQLinear.from_quantized(
-                quantize(lin.weight.detach(), 4, group_size), lin.bias))
+        for lname, lin in block_linears(block, f"{name}.{i}", cfg).items():
+            replace_linear(block, lname, lin, cfg)
     return model
 
 

@@ -69,7 +69,7 @@ def find_config(start: Path | None = None) -> Path | None:
     if (folder / "awqguard.yaml").exists():
         return folder / "awqguard.yaml"
     pyproject = folder / "pyproject.toml"
-    if pyproject.exists() and "tool" in _read_toml(pyproject) and "awqguard" in _read_toml(pyproject)["tool"]:
+    if pyproject.exists() and "awqguard" in _read_toml(pyproject).get("tool", {}):
         return pyproject
     return None
 

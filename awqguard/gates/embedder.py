@@ -35,7 +35,7 @@ def load_embedder(spec: str | os.PathLike | None = None, device: str = "cpu"):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    from awqguard.models import quiet_transformers
+    from awqguard.models import error_reason, quiet_transformers
     quiet_transformers()
     path = default_embedder_path() if spec in (None, "default", DEFAULT_EMBEDDER) else Path(spec)
     if not path.exists():
@@ -43,7 +43,7 @@ def load_embedder(spec: str | os.PathLike | None = None, device: str = "cpu"):
     try:
         return SentenceTransformer(str(path), device=device)
     except Exception as exc:
-        raise ModelLoadError(f"cannot load embedder {path}: {type(exc).__name__}: {str(exc)[:300]}") from None
+        raise ModelLoadError(f"cannot load embedder {path}: {error_reason(exc)}") from None
 
 
 def embed(model, texts: list[str], batch_size: int = 64) -> np.ndarray:

@@ -15,11 +15,8 @@ import torch.nn.functional as F
 
 def heldout_windows(tokenizer, texts: list[str], window: int = 512, max_windows: int | None = None) -> torch.Tensor:
     """Non-overlapping `window`-token windows [n, window] of the concatenated texts (EOS between)."""
-    stream: list[int] = []
-    for text in texts:
-        stream.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
-        if tokenizer.eos_token_id is not None:
-            stream.append(tokenizer.eos_token_id)
+    from awqguard.quantizer.calibration import token_stream
+    stream = token_stream(tokenizer, texts)
     n = len(stream) // window
     if max_windows is not None:
         n = min(n, max_windows)

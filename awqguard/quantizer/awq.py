@@ -165,7 +165,7 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
         if cfg.apply_clip and not any(frag in name for frag in arch.no_clip):
             x = sample_rows(recorder.linear_inputs[name], cfg.clip_tokens, cfg.seed)
             apply_clip(lin, search_clip(lin.weight, x, cfg), cfg.group_size)
-        _replace_linear(block, name, lin, cfg)
+        replace_linear(block, name, lin, cfg)
         report.quantized.append(name)
     block.to("cpu")
     return next_hidden, report
@@ -175,7 +175,9 @@ def _name_of(linears: dict[str, nn.Linear], module: nn.Module) -> str:
     return next(n for n, m in linears.items() if m is module)
 
 
-def _replace_linear(block: nn.Module, name: str, lin: nn.Linear, cfg: QuantConfig) -> None:
+def replace_linear(block: nn.Module, name: str, lin: nn.Linear, cfg: QuantConfig) -> None:
+    """Round `lin` (the submodule `name` of `block`) on cfg's grid: an AWQLinear when packed, else
+    its weight replaced by the dequantized floats."""
     w = lin.weight.detach().float()
     if not cfg.packed:     # 2/3/8 bits: keep the dequantized floats (fake quantization)
         lin.weight.copy_(rounding.fake_quantize(w, cfg.w_bit, cfg.group_size, cfg.zero_point).to(lin.weight.dtype))
@@ -183,8 +185,7 @@ def _replace_linear(block: nn.Module, name: str, lin: nn.Linear, cfg: QuantConfi
     qw = rounding.quantize(w, cfg.w_bit, cfg.group_size, cfg.zero_point)
     new = AWQLinear.from_quantized(qw, lin.bias).to(lin.weight.device)
     new.set_path("dequant")
-    parent_name, _, child = name.rpartition(".")
-    setattr(block.get_submodule(parent_name) if parent_name else block, child, new)
+    block.set_submodule(name, new)
 
 
 # ---- the whole model ----------------------------------------------------------------------------

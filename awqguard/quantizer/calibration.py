@@ -149,15 +149,21 @@ def _looks_like_path(s: str | Path) -> bool:
     return " " not in s and ("/" in s or Path(s).suffix in (".txt", ".jsonl", ".md", ".arrow"))
 
 
-def build_samples(texts: Iterable[str], tokenizer, n_samples: int, seqlen: int, seed: int,
-                  sources: list[str] | None = None) -> CalibrationSet:
-    """Concatenate the tokenized texts (EOS between them) and take `n_samples` disjoint windows."""
+def token_stream(tokenizer, texts: Iterable[str]) -> list[int]:
+    """The texts tokenized (no special tokens) and concatenated, with EOS between them."""
     eos = tokenizer.eos_token_id
     stream: list[int] = []
     for text in texts:
         stream.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
         if eos is not None:
             stream.append(eos)
+    return stream
+
+
+def build_samples(texts: Iterable[str], tokenizer, n_samples: int, seqlen: int, seed: int,
+                  sources: list[str] | None = None) -> CalibrationSet:
+    """Concatenate the tokenized texts (EOS between them) and take `n_samples` disjoint windows."""
+    stream = token_stream(tokenizer, texts)
     need = n_samples * seqlen
     if len(stream) < need:
         raise CalibrationError(

@@ -220,9 +220,7 @@ def _install_awq_linears(model: nn.Module, tensors: dict[str, torch.Tensor], gro
             if got != shape:
                 raise ModelLoadError(f"{folder}: {prefix}.{part} has shape {got}, expected {shape} "
                                      f"(in={in_f}, out={out_f}, group={g})")
-        layer = AWQLinear(in_f, out_f, g, bias=f"{prefix}.bias" in tensors)
-        parent, _, child = prefix.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, layer)
+        model.set_submodule(prefix, AWQLinear(in_f, out_f, g, bias=f"{prefix}.bias" in tensors))
 
 
 def _linear_shape(module: nn.Module, prefix: str, folder: Path) -> tuple[int, int]:
