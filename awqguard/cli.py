@@ -133,6 +133,63 @@ def cmd_fixtures_validate(args) -> int:
     return EXIT_OK
 
 
+def _add_check(sub) -> None:
+    p = sub.add_parser("check", help="run the reference and the AWQ candidate side by side and decide the gates",
+                       description="Run the full-precision reference and the candidate through the RAG pipeline "
+                                   "over a fixture suite, compute the metrics, decide the gates and write "
+                                   "results.json + items.jsonl. Exit 0 when every fail-severity gate passes, 1 "
+                                   "otherwise, 4 for configuration or fixture errors.")
+    p.add_argument("--config", type=Path, default=None,
+                   help="awqguard.yaml or pyproject.toml (default: ./awqguard.yaml, else [tool.awqguard] in ./pyproject.toml)")
+    p.add_argument("--reference", default=None, help="reference model folder or .gguf (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--candidate", default=None,
+                   help="awqguard/AutoAWQ checkpoint or any model --reference accepts (default: the reference "
+                        "quantized by awqguard, cached under .awqguard/)")
+    p.add_argument("--suite", default=None, help="fixture suite folder (default: fixtures/default)")
+    p.add_argument("--out", default=None, help="output folder (default: reports/latest)")
+    p.add_argument("--seeds", default=None, help="comma-separated sampling seeds (default: 0,1)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N items")
+    p.add_argument("--greedy", action="store_true", help="deterministic decoding instead of sampling")
+    p.add_argument("--no-cache", action="store_true", help="recompute runs, indexes and the quantized embedder")
+    p.add_argument("--warn-only", action="store_true", help="report failures but exit 0")
+    p.set_defaults(func=cmd_check)
+
+
+def check_config(args) -> dict:
+    """The merged configuration: defaults, then the config file, then the command line."""
+    from awqguard.errors import ConfigError
+    from awqguard.gates.config import load_config, validate
+    config = load_config(args.config)
+    for key in ("reference", "candidate", "suite", "out"):
+        if getattr(args, key) is not None:
+            config[key] = str(getattr(args, key))
+    if args.seeds is not None:
+        try:
+            config["seeds"] = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds takes comma-separated integers such as 0,1; got {args.seeds!r}") from None
+    if args.limit is not None:
+        config["limit"] = args.limit
+    if args.greedy:
+        config["decoding"]["greedy"] = True
+    validate({k: v for k, v in config.items() if k != "gates"}, "command line")
+    return config
+
+
+def cmd_check(args) -> int:
+    from rich.console import Console
+
+    from awqguard.errors import EXIT_GATE_FAILED
+    from awqguard.gates.engine import run_gates
+    from awqguard.gates.results import print_results, write_outputs
+
+    config = check_config(args)
+    results = run_gates(config, use_cache=not args.no_cache, warn_only=args.warn_only)
+    paths = write_outputs(results, Path(config["out"]))
+    print_results(results, Console(width=None if sys.stdout.isatty() else 120), paths)
+    return EXIT_OK if results["passed"] or args.warn_only else EXIT_GATE_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="awqguard", description="AWQ quantizer and regression gates for RAG")
     parser.add_argument("-V", "--version-info", action="version", version=f"awqguard {__version__}")
@@ -140,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_quantize(sub)
     _add_doctor(sub)
+    _add_check(sub)
     _add_fixtures(sub)
     return parser
 

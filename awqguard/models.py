@@ -110,6 +110,7 @@ def quiet_transformers() -> None:
     transformers.logging.set_verbosity_error()
     if not progress_enabled():
         transformers.utils.logging.disable_progress_bar()
+        os.environ["TQDM_DISABLE"] = "1"        # the GGUF loader's own tqdm bar ignores the switch above
 
 
 def load_tokenizer(source: ModelSource):

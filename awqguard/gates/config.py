@@ -24,15 +24,21 @@ DEFAULTS: dict[str, Any] = {
     "seeds": [0, 1],
     "limit": None,
     "quantize": {"w_bit": 4, "group_size": 64},
-    "pipeline": {"chunk_tokens": 96, "chunk_overlap": 24, "top_k": 5, "quantize_embedder": True,
-                 "embedder": None, "header_order": "fixed"},
-    "decoding": {"greedy": False, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 96},
+    "pipeline": {"chunk_tokens": 64, "chunk_overlap": 16, "top_k": 5, "prompt_chunks": 3, "header_order": "fixed",
+                 "embedder": None, "quantize_embedder": True, "embedder_w_bit": 4, "embedder_group_size": 128},
+    "decoding": {"greedy": False, "temperature": 0.7, "top_p": 0.9,
+                 "max_new_tokens": {"qa": 32, "json": 48, "long": 96}},
+    "probes": {"items": 4, "k": [5, 10, 20], "header_shuffle": True},
+    "entropy": {"tokens": 192},
+    "perplexity": {"window": 256, "max_windows": 8},
     "gates": {},
 }
 
 _GATE_OVERRIDE = {"type": "object", "additionalProperties": False,
                   "properties": {"threshold": {"type": "number"}, "severity": {"enum": ["fail", "warn"]},
-                                 "op": {"enum": ["<=", "<", ">=", ">"]}, "enabled": {"type": "boolean"}}}
+                                 "op": {"enum": ["<=", "<", ">=", ">"]}, "enabled": {"type": "boolean"},
+                                 "tolerance": {"type": ["number", "null"], "minimum": 0}}}
+_POSITIVE = {"type": "integer", "minimum": 1}
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -48,15 +54,26 @@ SCHEMA: dict[str, Any] = {
         "pipeline": {"type": "object", "additionalProperties": False, "properties": {
             "chunk_tokens": {"type": "integer", "minimum": 8},
             "chunk_overlap": {"type": "integer", "minimum": 0},
-            "top_k": {"type": "integer", "minimum": 1},
-            "quantize_embedder": {"type": "boolean"},
+            "top_k": _POSITIVE,
+            "prompt_chunks": _POSITIVE,
+            "header_order": {"enum": ["fixed", "shuffled"]},
             "embedder": {"type": ["string", "null"]},
-            "header_order": {"enum": ["fixed", "shuffled"]}}},
+            "quantize_embedder": {"type": "boolean"},
+            "embedder_w_bit": {"enum": [2, 3, 4, 8]},
+            "embedder_group_size": {"type": "integer"}}},
         "decoding": {"type": "object", "additionalProperties": False, "properties": {
             "greedy": {"type": "boolean"},
             "temperature": {"type": "number", "exclusiveMinimum": 0},
             "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-            "max_new_tokens": {"type": "integer", "minimum": 1}}},
+            "max_new_tokens": {"oneOf": [_POSITIVE, {"type": "object", "additionalProperties": False,
+                                                     "properties": {k: _POSITIVE for k in ("qa", "json", "long")}}]}}},
+        "probes": {"type": "object", "additionalProperties": False, "properties": {
+            "items": {"type": "integer", "minimum": 0},
+            "k": {"type": "array", "items": _POSITIVE},
+            "header_shuffle": {"type": "boolean"}}},
+        "entropy": {"type": "object", "additionalProperties": False, "properties": {"tokens": {"type": "integer", "minimum": 32}}},
+        "perplexity": {"type": "object", "additionalProperties": False, "properties": {
+            "window": {"type": "integer", "minimum": 16}, "max_windows": _POSITIVE}},
         "gates": {"type": "object", "propertyNames": {"enum": [g.id for g in DEFAULT_GATES]},
                   "additionalProperties": _GATE_OVERRIDE},
     },

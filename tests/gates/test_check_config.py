@@ -16,7 +16,7 @@ def test_yaml_overrides_merge_and_gate_overrides(tmp_path):
                     "  kl-mean: {enabled: false}\n")
     config = load_config(path)
     assert config["seeds"] == [3] and config["pipeline"]["top_k"] == 10
-    assert config["pipeline"]["chunk_tokens"] == 96                        # untouched defaults kept
+    assert config["pipeline"]["chunk_tokens"] == 64                        # untouched defaults kept
     gates = {g.id: g for g in gates_from_config(config)}
     assert gates["coverage"].threshold == 0.8 and "kl-mean" not in gates
 

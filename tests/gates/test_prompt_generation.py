@@ -3,7 +3,7 @@ import torch
 
 import tiny_models
 from awqguard.gates.chunker import Chunk
-from awqguard.gates.generation import Decoding, generate
+from awqguard.gates.generation import Decoding, generate, next_tokens
 from awqguard.gates.prompt import build_messages, context_block
 
 CHUNKS = [Chunk("auth", i * 10, i * 10 + 10, 0, 0, f"auth#s{i}", f"Auth > S{i}", f"text {i}") for i in range(5)]
@@ -35,13 +35,35 @@ def test_batched_generation_is_seeded_and_matches_unbatched(tiny_lm):
     model, tok = tiny_lm
     prompts = ["abc", "hello world", "x" * 30]
     greedy = Decoding(greedy=True, max_new_tokens=6)
-    batched = generate(model, tok, prompts, greedy, seed=0, batch_size=3)
-    single = [generate(model, tok, [p], greedy, seed=0, batch_size=1)[0] for p in prompts]
+    batched = [g[0] for g in generate(model, tok, prompts, greedy, seeds=[0], batch_size=3)]
+    single = [generate(model, tok, [p], greedy, seeds=[0], batch_size=1)[0][0] for p in prompts]
     assert [g.token_ids for g in batched] == [g.token_ids for g in single]   # left padding changes nothing
     assert [g.prompt_tokens for g in batched] == [3, 11, 30]
     sampled = Decoding(temperature=1.5, top_p=1.0, max_new_tokens=8)
-    a = generate(model, tok, prompts, sampled, seed=1)
-    b = generate(model, tok, prompts, sampled, seed=1)
-    c = generate(model, tok, prompts, sampled, seed=2)
-    assert [g.token_ids for g in a] == [g.token_ids for g in b]
-    assert [g.token_ids for g in a] != [g.token_ids for g in c]
+    a = generate(model, tok, prompts, sampled, seeds=[1, 2], batch_size=2)
+    b = generate(model, tok, prompts[::-1], sampled, seeds=[1, 2], batch_size=3)[::-1]
+    assert [[g.token_ids for g in row] for row in a] == [[g.token_ids for g in row] for row in b]
+    assert all(row[0].token_ids != row[1].token_ids for row in a)            # the seeds differ
+
+
+def test_greedy_shares_one_decode_across_seeds(tiny_lm):
+    model, tok = tiny_lm
+    rows = generate(model, tok, ["abc"], Decoding(greedy=True, max_new_tokens=5), seeds=[0, 1, 2])
+    assert len(rows[0]) == 3 and len({g.token_ids for g in rows[0]}) == 1
+
+
+def test_without_eos_the_continuation_has_full_length(tiny_lm):
+    model, tok = tiny_lm
+    (row,) = generate(model, tok, ["abc"], Decoding(greedy=True, max_new_tokens=12), stop_at_eos=False)
+    assert len(row[0].token_ids) == 12 and tok.eos_token_id not in row[0].token_ids
+
+
+def test_inverse_cdf_sampling_respects_top_p_and_couples_close_models():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    dec = Decoding(temperature=1.0, top_p=0.8)
+    picks = [int(next_tokens(logits, dec, torch.tensor([u]))) for u in (0.0, 0.3, 0.7, 0.999)]
+    assert picks == [0, 0, 1, 1]                  # tokens 2 and 3 lie outside the top-p 0.8 nucleus
+    near = logits + torch.tensor([[0.01, -0.01, 0.0, 0.0]])
+    u = torch.rand(200, generator=torch.Generator().manual_seed(0))
+    same = (next_tokens(logits.expand(200, 4), dec, u) == next_tokens(near.expand(200, 4), dec, u)).float().mean()
+    assert same > 0.95                            # the same uniforms pick the same tokens

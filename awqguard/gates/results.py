@@ -1,0 +1,74 @@
+"""What `awqguard check` leaves behind and prints: results.json, items.jsonl and the gate table.
+
+results.json carries a schema version; items.jsonl has one line per item, prompt and seed with
+both variants' retrieval, answers and metrics. Both are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from awqguard.gates import cache
+
+STATUS_STYLE = {"pass": ("PASS", "green"), "fail": ("FAIL", "bold red"), "warn": ("WARN", "yellow"),
+                "skip": ("SKIP", "dim")}
+
+
+def write_outputs(results: dict, out: Path) -> dict[str, Path]:
+    out = Path(out)
+    records = results.get("records", [])
+    body = {k: v for k, v in results.items() if k != "records"}
+    paths = {"results": out / "results.json", "items": out / "items.jsonl"}
+    cache.write_atomic(paths["results"], json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8"))
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    cache.write_atomic(paths["items"], lines.encode("utf-8"))
+    return paths
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def gate_table(results: dict) -> Table:
+    table = Table(title="awqguard gates", title_justify="left", show_lines=False)
+    for col, kw in (("gate", {}), ("metric", {"style": "dim"}), ("candidate", {"justify": "right"}),
+                    ("reference", {"justify": "right"}), ("threshold", {"justify": "right"}), ("", {})):
+        table.add_column(col, **kw)
+    for g in results["gates"]:
+        word, style = STATUS_STYLE[g["status"]]
+        bar = f"{g['op']} {g['threshold']:g}" + (" (vs ref)" if g["basis"] == "reference" else "")
+        table.add_row(g["id"], g["metric"], _fmt(g["value"]), _fmt(g["reference"]), bar, f"[{style}]{word}[/]")
+    return table
+
+
+def print_results(results: dict, console: Console, paths: dict[str, Path] | None = None) -> None:
+    """The gate table, then each failed or warned gate with its symptoms, evidence and fixes."""
+    console.print(gate_table(results))
+    for g in results["gates"]:
+        if g["status"] not in ("fail", "warn"):
+            continue
+        word, style = STATUS_STYLE[g["status"]]
+        console.print(f"\n[{style}]{word}[/] [bold]{g['id']}[/]: {g['message']}")
+        if g.get("ci"):
+            console.print(f"  95% interval over items: [{g['ci'][0]:.3f}, {g['ci'][1]:.3f}]")
+        for s in g["symptoms"]:
+            console.print(f"  symptom: [bold]{s['title']}[/] ({s['id']})")
+        if g["worst_items"]:
+            console.print("  worst items: " + ", ".join(f"{w['item']} ({w['value']:.3f})" for w in g["worst_items"]))
+        for fix in g["fixes"]:
+            console.print(f"  fix: {fix}")
+    for note in results["notices"]:
+        console.print(f"\n[cyan]note[/]: {note}")
+    s = results["summary"]
+    verdict = "[bold green]PASSED[/]" if results["passed"] else "[bold red]FAILED[/]"
+    console.print(f"\n{verdict}: {s['failed']} failed, {s['warned']} warned, {s['skipped']} skipped of "
+                  f"{s['gates']} gates; {s['items']} items, {s['runs']} paired runs; "
+                  f"wall time {results['timing']['wall_s']:.0f} s")
+    if paths:
+        console.print(f"results: {paths['results']}  items: {paths['items']}")

@@ -1,0 +1,139 @@
+"""One variant (reference or candidate) through the RAG pipeline over a suite: retrieval, prompts, answers.
+
+Every item is asked as its question and each paraphrase, under every seed; the same prompts and
+seeds go to both variants (only retrieval differs when the candidate's embedder is quantized).
+Probes re-ask a subset of items with deeper retrieval and a shuffled header order. The
+reference also writes the long continuation that both models are later teacher-forced on.
+The result is plain JSON so it can be cached.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from awqguard import progress
+from awqguard.gates.fixtures import Item
+from awqguard.gates.generation import Decoding, generate, render_prompts
+from awqguard.gates.metrics import repetition_loop
+from awqguard.gates.pipeline import Retriever
+from awqguard.gates.prompt import build_messages
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything about a run that can change an answer (part of the cache key)."""
+
+    seeds: tuple[int, ...] = (0, 1)
+    top_k: int = 5
+    prompt_chunks: int = 3
+    header_order: str = "fixed"
+    decoding: Decoding = Decoding()
+    max_new_tokens: dict = field(default_factory=lambda: {"qa": 32, "json": 48, "long": 96})
+    probe_items: int = 4
+    probe_k: tuple[int, ...] = (5, 10, 20)
+    probe_shuffle: bool = True
+    entropy_tokens: int = 192
+    batch_size: int = 8
+
+    def describe(self) -> dict:
+        import dataclasses
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt to generate for (all seeds share it)."""
+
+    key: dict                 # item, prompt index or probe name
+    kind: str
+    question: str
+    chunk_ids: list[int]
+    shown: int                # chunks shown in the prompt
+    order: str
+
+
+def probe_items(items: Sequence[Item], n: int) -> list[Item]:
+    """`n` items spread evenly over the suite (deterministic)."""
+    if n <= 0 or not items:
+        return []
+    n = min(n, len(items))
+    return [items[round(i * (len(items) - 1) / max(1, n - 1))] for i in range(n)] if n > 1 else [items[0]]
+
+
+def plan(items: Sequence[Item], retriever: Retriever, s: RunSettings) -> tuple[list[Request], list[Request]]:
+    """(main requests, probe requests) for one variant."""
+    texts = [(it, i, q) for it in items for i, q in enumerate(it.prompts)]
+    depth = max([s.top_k, s.prompt_chunks, *s.probe_k])
+    retrieved = retriever.retrieve([q for _, _, q in texts], depth)
+    main, by_question = [], {}
+    for (it, i, q), ids in zip(texts, retrieved):
+        main.append(Request({"item": it.id, "prompt": i}, it.kind, q, ids[: s.top_k], s.prompt_chunks, s.header_order))
+        if i == 0:
+            by_question[it.id] = ids
+    probes = []
+    for it in probe_items(items, s.probe_items):
+        ids = by_question[it.id]
+        for k in s.probe_k:
+            probes.append(Request({"item": it.id, "probe": f"k={k}"}, it.kind, it.question, ids[:k], k, s.header_order))
+        if s.probe_shuffle:
+            order = "fixed" if s.header_order == "shuffled" else "shuffled"
+            probes.append(Request({"item": it.id, "probe": f"headers {order}"}, it.kind, it.question,
+                                  ids[: s.prompt_chunks], s.prompt_chunks, order))
+    return main, probes
+
+
+def _prompt(tokenizer, retriever: Retriever, r: Request) -> str:
+    chunks = [retriever.chunks[i] for i in r.chunk_ids[: r.shown]]
+    seed = sum(map(ord, r.key["item"]))               # a shuffled order is fixed per item
+    return render_prompts(tokenizer, [build_messages(r.question, chunks, r.kind, r.order, seed)])[0]
+
+
+def _generate(model, tokenizer, retriever: Retriever, requests: list[Request], s: RunSettings,
+              seeds: Sequence[int], label: str) -> list[dict]:
+    """Answers for every request and seed, generated per kind (each kind has its own length budget)."""
+    prompts = [_prompt(tokenizer, retriever, r) for r in requests]
+    out: list[dict | None] = [None] * len(requests)
+    with progress.task(label, total=len(requests)) as bar:
+        for kind in ("qa", "json", "long"):
+            idx = [i for i, r in enumerate(requests) if r.kind == kind]
+            idx.sort(key=lambda i: len(prompts[i]))         # similar lengths batch with less padding
+            decoding = Decoding(s.decoding.greedy, s.decoding.temperature, s.decoding.top_p,
+                                int(s.max_new_tokens.get(kind, s.decoding.max_new_tokens)))
+            gens = generate(model, tokenizer, [prompts[i] for i in idx], decoding, seeds, s.batch_size,
+                            on_batch=bar.advance)
+            for i, per_seed in zip(idx, gens):
+                r = requests[i]
+                out[i] = {**r.key, "question": r.question, "chunk_ids": r.chunk_ids,
+                          "retrieved": [retriever.chunks[c].section_id for c in r.chunk_ids],
+                          "prompt_tokens": per_seed[0].prompt_tokens,
+                          "answers": [{"seed": seed, "text": g.text, "tokens": len(g.token_ids),
+                                       "loop": repetition_loop(g.token_ids)} for seed, g in zip(seeds, per_seed)]}
+    return out
+
+
+def run_variant(model, tokenizer, retriever: Retriever, items: Sequence[Item], s: RunSettings, name: str,
+                continuation: bool = False) -> dict:
+    """The whole run of one variant as JSON-ready data (runs, probes, continuations, timing)."""
+    start = time.perf_counter()
+    main, probes = plan(items, retriever, s)
+    runs = _generate(model, tokenizer, retriever, main, s, s.seeds, f"{name}: answers")
+    t_main = time.perf_counter() - start
+    probe_runs = _generate(model, tokenizer, retriever, probes, s, s.seeds[:1], f"{name}: probes") if probes else []
+    t_probes = time.perf_counter() - start - t_main
+    continuations = {}
+    if continuation:
+        long_requests = [r for r in main if r.kind == "long" and r.key["prompt"] == 0]
+        prompts = [_prompt(tokenizer, retriever, r) for r in long_requests]
+        greedy = Decoding(greedy=True, max_new_tokens=s.entropy_tokens)
+        for r, p, per_seed in zip(long_requests, prompts,
+                                  generate(model, tokenizer, prompts, greedy, (0,), s.batch_size, stop_at_eos=False)):
+            continuations[r.key["item"]] = {"prompt": p, "tokens": list(per_seed[0].token_ids)}
+    generated = sum(a["tokens"] for r in runs + probe_runs for a in r["answers"])
+    elapsed = time.perf_counter() - start
+    return {"variant": name, "retriever": retriever.label, "runs": runs, "probes": probe_runs,
+            "continuations": continuations,
+            "timing": {"answers_s": round(t_main, 2), "probes_s": round(t_probes, 2),
+                       "continuations_s": round(elapsed - t_main - t_probes, 2), "total_s": round(elapsed, 2),
+                       "generated_tokens": generated, "tokens_per_s": round(generated / max(elapsed, 1e-9), 2)}}
