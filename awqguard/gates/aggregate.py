@@ -77,8 +77,9 @@ def build_records(suite: Suite, items: Sequence[Item], chunks, runs: dict[str, d
     return records
 
 
-def item_summaries(records: Sequence[dict], stick: Stick) -> dict[str, dict]:
-    """Per item and variant: λ across its runs and the means of its run metrics; plus per-item drift."""
+def item_summaries(records: Sequence[dict], stick: Stick, seeds_vary: bool = True) -> dict[str, dict]:
+    """Per item and variant: λ across its runs and the means of its run metrics; plus per-item drift.
+    `seeds_vary` is False under greedy decoding, where there is no sampling noise floor."""
     grouped: dict[str, list[dict]] = defaultdict(list)
     for rec in records:
         grouped[rec["item"]].append(rec)
@@ -104,7 +105,7 @@ def item_summaries(records: Sequence[dict], stick: Stick) -> dict[str, dict]:
             if summary["kind"] == "json":
                 summary[name]["json_valid"] = float(np.mean([s["json_valid"] for s in sides]))
         summary["drift"] = {k: float(np.mean([r["drift"][k] for r in recs])) for k in ("answer_ds", "ds_qr", "coverage", "ds_aa")}
-        noise = _seed_noise(recs, stick)
+        noise = _seed_noise(recs, stick) if seeds_vary else None
         summary["drift"]["seed_noise"] = noise
         summary["drift"]["answer_ds_excess"] = summary["drift"]["answer_ds"] - (noise or 0.0)
         out[item_id] = summary

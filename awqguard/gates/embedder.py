@@ -49,7 +49,8 @@ def load_embedder(spec: str | os.PathLike | None = None, device: str = "cpu"):
 def embed(model, texts: list[str], batch_size: int = 64) -> np.ndarray:
     """[n, d] L2-normalised float32 embeddings."""
     if not texts:
-        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+        dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return np.zeros((0, dim()), dtype=np.float32)
     vectors = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
                            show_progress_bar=False)
     return vectors.astype(np.float32, copy=False)

@@ -238,7 +238,8 @@ def run_gates(config: dict, use_cache: bool = True, warn_only: bool = False,
         stick = Stick(stick_embedder)
         evidence = aggregate.prepare_stick(stick, suite, items, chunks, runs)
         records = aggregate.build_records(suite, items, chunks, runs, stick, evidence)
-        summaries = aggregate.item_summaries(records, stick)
+        summaries = aggregate.item_summaries(records, stick,
+                                               seeds_vary=not settings.decoding.greedy and len(settings.seeds) > 1)
         metrics = aggregate.suite_metrics(summaries, records)
         flips = aggregate.probe_flips(runs, stick)
         metrics["probes.flip_rate"] = {v: flips[v]["rate"] for v in aggregate.VARIANTS}

@@ -98,9 +98,21 @@ def _decode_cache(model, prefill_cache, repeats: int, new_tokens: int):
         return prefill_cache
 
 
+def _select_rows(cache, keep: torch.Tensor):
+    """The cache restricted to the batch rows `keep`."""
+    from transformers import StaticCache
+    if isinstance(cache, StaticCache):
+        for layer in cache.layers:
+            layer.keys, layer.values = layer.keys[keep], layer.values[keep]
+            layer.batch_size = len(keep)
+        return cache
+    cache.batch_select_indices(keep)
+    return cache
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: Sequence[str], decoding: Decoding, seeds: Sequence[int] = (0,),
-             batch_size: int = 8, stop_at_eos: bool = True, on_batch=None) -> list[list[Generation]]:
+             batch_size: int = 16, stop_at_eos: bool = True, on_batch=None) -> list[list[Generation]]:
     """For each prompt, one Generation per seed: result[i][j] is prompts[i] under seeds[j].
 
     With greedy decoding every seed gives the same answer, so the prompt is decoded once and shared.
@@ -131,20 +143,26 @@ def generate(model, tokenizer, prompts: Sequence[str], decoding: Decoding, seeds
         mask = mask.repeat_interleave(repeats, 0)
         gens = [torch.Generator().manual_seed(row_seed(s, t)) for t in texts for s in (seeds[:repeats])]
         rows = len(gens)
-        finished = torch.zeros(rows, dtype=torch.bool, device=device)
+        active = list(range(rows))                 # batch position -> row; shrinks as rows finish
+        done = torch.zeros(rows, dtype=torch.bool, device=device)
         tokens: list[list[int]] = [[] for _ in range(rows)]
-        for _ in range(decoding.max_new_tokens):
+        for step_index in range(decoding.max_new_tokens):
             if not stop_at_eos:
                 logits[:, eos_list] = float("-inf")
-            uniforms = torch.cat([torch.rand(1, generator=g) for g in gens]).to(device)
+            uniforms = torch.cat([torch.rand(1, generator=gens[r]) for r in active]).to(device)
             chosen = next_tokens(logits, decoding, uniforms)
-            for r in range(rows):
-                if not finished[r]:
-                    tokens[r].append(int(chosen[r]))
-            finished |= torch.isin(chosen, eos_list)
-            if bool(finished.all()):
+            for pos, r in enumerate(active):
+                if not done[pos]:
+                    tokens[r].append(int(chosen[pos]))
+            done |= torch.isin(chosen, eos_list)
+            if bool(done.all()) or step_index == decoding.max_new_tokens - 1:
                 break
-            chosen = torch.where(finished, tokenizer.pad_token_id, chosen)
+            if int(done.sum()) * 4 >= len(active):   # a quarter finished: later steps run only the live rows
+                keep = (~done).nonzero().squeeze(-1)
+                cache = _select_rows(cache, keep)
+                mask, chosen, done = mask[keep], chosen[keep], done[keep]
+                active = [active[int(i)] for i in keep]
+            chosen = torch.where(done, tokenizer.pad_token_id, chosen)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             step = {"position_ids": mask.sum(-1, keepdim=True) - 1} if with_positions else {}
             out = model(input_ids=chosen.unsqueeze(-1), attention_mask=mask, past_key_values=cache, use_cache=True,

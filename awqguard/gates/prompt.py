@@ -13,7 +13,7 @@ from awqguard.gates.chunker import Chunk
 
 SYSTEM = ("Answer the question using only the documentation below. Be brief. "
           "If the documentation does not contain the answer, say you do not know.")
-JSON_INSTRUCTION = "Reply with a single JSON object only, no other text."
+JSON_INSTRUCTION = "Reply with one JSON object on a single line and nothing else."
 
 
 def context_block(chunks: Sequence[Chunk], order: str = "fixed", seed: int = 0) -> str:

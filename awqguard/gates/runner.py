@@ -30,12 +30,12 @@ class RunSettings:
     prompt_chunks: int = 3
     header_order: str = "fixed"
     decoding: Decoding = Decoding()
-    max_new_tokens: dict = field(default_factory=lambda: {"qa": 32, "json": 48, "long": 96})
+    max_new_tokens: dict = field(default_factory=lambda: {"qa": 32, "json": 80, "long": 64})
     probe_items: int = 4
-    probe_k: tuple[int, ...] = (5, 10, 20)
+    probe_k: tuple[int, ...] = (5, 10)
     probe_shuffle: bool = True
     entropy_tokens: int = 192
-    batch_size: int = 8
+    batch_size: int = 16
 
     def describe(self) -> dict:
         import dataclasses

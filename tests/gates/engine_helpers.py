@@ -35,3 +35,14 @@ def config(**overrides) -> dict:
         else:
             c[key] = value
     return c
+
+
+def save_sharp_model(folder):
+    """A different tiny model with confident (sharp) next-token distributions: far from the reference."""
+    import torch
+
+    import tiny_models
+    model = tiny_models.save_hf_folder("llama-gqa", folder, seed=1)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(40)
+    model.save_pretrained(str(folder))

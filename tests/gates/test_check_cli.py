@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import tiny_models
-from engine_helpers import reduced_suite
+from engine_helpers import reduced_suite, save_sharp_model
 
 FAST_YAML = {"pipeline": {"chunk_tokens": 24, "chunk_overlap": 6, "prompt_chunks": 2, "quantize_embedder": False},
              "decoding": {"max_new_tokens": 8}, "probes": {"items": 1, "k": [3]}, "entropy": {"tokens": 40},
@@ -30,7 +30,7 @@ def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("check")
     reduced_suite(root / "suite", {"qa": 2, "long": 1})
     tiny_models.save_hf_folder("llama-gqa", root / "ref", seed=0)
-    tiny_models.save_hf_folder("llama-gqa", root / "other", seed=3)
+    save_sharp_model(root / "other")
     return root
 
 

@@ -7,7 +7,7 @@ import pytest
 import tiny_models
 from awqguard.gates.engine import run_gates
 from awqguard.gates.results import write_outputs
-from engine_helpers import config, reduced_suite
+from engine_helpers import config, reduced_suite, save_sharp_model
 
 FAST = dict(pipeline={"chunk_tokens": 24, "chunk_overlap": 6, "prompt_chunks": 2, "quantize_embedder": False},
             decoding={"max_new_tokens": 12}, probes={"items": 2, "k": [3]}, entropy={"tokens": 48},
@@ -19,8 +19,9 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("engine")
     suite = reduced_suite(root / "suite", {"qa": 2, "json": 1, "long": 1})
     tiny_models.save_hf_folder("llama-gqa", root / "ref", seed=0)
-    tiny_models.save_hf_folder("llama-gqa", root / "other", seed=1)
+    save_sharp_model(root / "other")
     return root, suite
+
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ def test_context_keeps_headers_and_orders():
 
 def test_json_items_ask_for_json():
     msgs = build_messages("Give the plan.", CHUNKS[:1], kind="json")
-    assert msgs[0]["role"] == "system" and "single JSON object" in msgs[1]["content"]
+    assert msgs[0]["role"] == "system" and "one JSON object" in msgs[1]["content"]
     assert "Question: Give the plan." in msgs[1]["content"]
 
 
