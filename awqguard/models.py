@@ -110,7 +110,15 @@ def quiet_transformers() -> None:
     transformers.logging.set_verbosity_error()
     if not progress_enabled():
         transformers.utils.logging.disable_progress_bar()
-        os.environ["TQDM_DISABLE"] = "1"        # the GGUF loader's own tqdm bar ignores the switch above
+
+
+def _quiet_stderr():
+    """Swallow stderr (progress bars) when no person is watching; a no-op on a terminal."""
+    import contextlib
+    import io
+
+    from awqguard.progress import progress_enabled
+    return contextlib.nullcontext() if progress_enabled() else contextlib.redirect_stderr(io.StringIO())
 
 
 def load_tokenizer(source: ModelSource):
@@ -127,8 +135,9 @@ def load_model(source: ModelSource, dtype: torch.dtype = torch.float32):
     from transformers import AutoModelForCausalLM
     quiet_transformers()
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(source.folder), gguf_file=source.gguf_file,
-                                                     dtype=dtype, low_cpu_mem_usage=True)
+        with _quiet_stderr():       # the GGUF converter draws its own tqdm bar, whatever transformers says
+            model = AutoModelForCausalLM.from_pretrained(str(source.folder), gguf_file=source.gguf_file,
+                                                         dtype=dtype, low_cpu_mem_usage=True)
     except Exception as exc:
         raise ModelLoadError(f"cannot load model {source.label}: {error_reason(exc)}") from None
     return model.eval()

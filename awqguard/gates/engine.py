@@ -35,6 +35,7 @@ from awqguard.gates.scoring import Stick
 from awqguard.models import ModelSource, fingerprint, load_model, load_tokenizer, resolve_model
 
 SCHEMA_VERSION = 1
+MIN_PROBES = 10               # fewer probe answers than this cannot tell a flip rate from noise
 TOKENIZER_PROBE = "Rotate key tk_live_42 via `tarn keys rotate` within 24 hours; see [auth#rotating-keys]."
 
 
@@ -55,6 +56,15 @@ class Stages:
 
     def total(self) -> float:
         return round(time.perf_counter() - self.start, 2)
+
+
+def resolve_suite(spec: str) -> Path:
+    """The suite folder; the shipped default is also found from outside the repository root."""
+    path = Path(spec)
+    shipped = Path(awqguard.__file__).resolve().parents[1] / DEFAULTS["suite"]
+    if not path.exists() and spec == DEFAULTS["suite"] and shipped.exists():
+        return shipped
+    return path
 
 
 def settings_from(config: dict) -> RunSettings:
@@ -176,7 +186,7 @@ def run_gates(config: dict, use_cache: bool = True, warn_only: bool = False,
     settings = settings_from(config)
 
     with stages("load suite"):
-        suite = load_suite(config["suite"])
+        suite = load_suite(resolve_suite(config["suite"]))
         items = suite.items[: config["limit"]] if config["limit"] else list(suite.items)
         pipe = config["pipeline"]
         if pipe["chunk_overlap"] >= pipe["chunk_tokens"]:
@@ -243,8 +253,12 @@ def run_gates(config: dict, use_cache: bool = True, warn_only: bool = False,
         metrics = aggregate.suite_metrics(summaries, records)
         flips = aggregate.probe_flips(runs, stick)
         metrics["probes.flip_rate"] = {v: flips[v]["rate"] for v in aggregate.VARIANTS}
+        n_probes = len(flips["candidate"]["probes"])
         if flips["candidate"]["rate"] is None:
             metrics["probes.flip_excess"] = {"value": None, "reason": "probes are off (probes.items: 0)"}
+        elif n_probes < MIN_PROBES:
+            metrics["probes.flip_excess"] = {"value": None, "reason": f"only {n_probes} probes, too few to decide "
+                                                                    f"(need {MIN_PROBES}; raise probes.items)"}
         else:
             metrics["probes.flip_excess"] = {"value": flips["candidate"]["rate"] - flips["reference"]["rate"]}
 
