@@ -64,13 +64,16 @@ def main() -> None:
     ref = LoadedModel(reference, tokenizer, source.label, fingerprint(source))
     qcfg = QuantConfig(**config["quantize"])
     out = cache.entry("candidates", cache.cache_key({"model": ref.fingerprint, "quant": qcfg.to_dict()}))
-    awq_model = quantize(None, out=out, config=qcfg).model
+    awq = quantize(None, out=out, config=qcfg)
+    awq_model, awq_fp = awq.model, cache.cache_key(awq.record["identity"])   # the fingerprint awqguard check uses
     # identical fingerprints tell the engine the candidate is the reference (its notice)
     rows = {}
     for name in args.only.split(","):
         cand = build(name, reference, tokenizer, awq_model)
         if name == "identical":
             cand.fingerprint = ref.fingerprint
+        elif name == "awq":
+            cand.fingerprint = awq_fp
         start = time.perf_counter()
         results = run_gates(config, reference=ref, candidate=cand)
         rows[name] = {
