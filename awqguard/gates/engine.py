@@ -20,7 +20,7 @@ import torch
 
 import awqguard
 from awqguard.errors import ConfigError
-from awqguard.gates import aggregate, cache
+from awqguard.gates import aggregate, cache, prompt
 from awqguard.gates.chunker import chunk_corpus
 from awqguard.gates.config import DEFAULTS, gates_from_config
 from awqguard.gates.embedder import load_embedder
@@ -233,7 +233,8 @@ def run_gates(config: dict, use_cache: bool = True, warn_only: bool = False,
                            "pipeline itself, not the quantization.")
 
     base_key = {"suite": suite.fingerprint, "items": [it.id for it in items], "settings": settings.describe(),
-                "chunks": [pipe["chunk_tokens"], pipe["chunk_overlap"]]}
+                "chunks": [pipe["chunk_tokens"], pipe["chunk_overlap"]], "prompt": [prompt.SYSTEM, prompt.JSON_INSTRUCTION],
+                "tokenizer": ref_tokenizer.chat_template}
     runs, cache_hits = {}, {}
     with stages("reference run"):
         runs["reference"], cache_hits["reference"] = _cached_run(
