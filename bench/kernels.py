@@ -26,23 +26,10 @@ from awqguard.doctor import machine_facts  # noqa: E402
 from awqguard.kernels.paths import available_paths, default_path  # noqa: E402
 from awqguard.kernels.wqlinear import AWQLinear, set_kernel_path  # noqa: E402
 from awqguard.models import load_reference  # noqa: E402
-from awqguard.quantizer.awq import block_linears, replace_linear  # noqa: E402
-from awqguard.quantizer.config import QuantConfig  # noqa: E402
+from awqguard.quantizer.damage import rtn_packed  # noqa: E402
 from awqguard.quantizer.mappings import find_blocks, resolve_architecture  # noqa: E402
 
 TARGET_RATIO = 1.5
-
-
-def packed_copy(model, group_size: int):
-    """The model with every block linear replaced by an AWQLinear (round-to-nearest: speed only)."""
-    model = copy.deepcopy(model)
-    cfg = QuantConfig(group_size=group_size)
-    _, arch = resolve_architecture(model)
-    name, blocks = find_blocks(model, arch)
-    for i, block in enumerate(blocks):
-        for lname, lin in block_linears(block, f"{name}.{i}", cfg).items():
-            replace_linear(block, lname, lin, cfg)
-    return model
 
 
 def linear_weight_bytes(model) -> int:
@@ -94,7 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args(argv)
     reference, _, source = load_reference()
-    awq = packed_copy(reference, 64)
+    awq = rtn_packed(reference, 64)   # round-to-nearest AWQLinear layers: speed only
     variants, counts = {"float": reference}, {}
     for path, ok in available_paths().items():
         if ok and path != "cuda-int4":

@@ -69,7 +69,7 @@ def build_records(suite: Suite, items: Sequence[Item], chunks, runs: dict[str, d
                 rec[name] = side
             ref_a, cand_a = rec["reference"]["answer"], rec["candidate"]["answer"]
             rec["drift"] = {
-                "answer_ds": 0.0 if ref_a == cand_a else (stick.ds(ref_a, cand_a) if ref_a and cand_a else 1.0),
+                "answer_ds": stick.answer_ds(ref_a, cand_a),
                 "same_top1": rec["reference"]["retrieved"][:1] == rec["candidate"]["retrieved"][:1]
                 and r_ref["chunk_ids"][:1] == r_cand["chunk_ids"][:1],
                 **{k: abs(rec["candidate"][k] - rec["reference"][k]) for k in ("ds_qr", "coverage", "ds_aa")}}
@@ -188,7 +188,7 @@ def _seed_noise(records: Sequence[dict], stick: Stick) -> float | None:
     if not pairs:
         return None
     stick.add([x for p in pairs for x in p if x])
-    return float(np.mean([0.0 if a == b else (stick.ds(a, b) if a and b else 1.0) for a, b in pairs]))
+    return float(np.mean([stick.answer_ds(a, b) for a, b in pairs]))
 
 
 def probe_flips(runs: dict[str, dict], stick: Stick) -> dict[str, dict]:
@@ -199,7 +199,7 @@ def probe_flips(runs: dict[str, dict], stick: Stick) -> dict[str, dict]:
         flips, details = [], []
         for p in runs[name]["probes"]:
             answer, reference = p["answers"][0]["text"], base[p["item"]]
-            ds = 0.0 if answer == reference else (stick.ds(answer, reference) if answer and reference else 1.0)
+            ds = stick.answer_ds(answer, reference)
             flipped = ds > PROBE_FLIP_DS or cited_sections(answer)[:1] != cited_sections(reference)[:1]
             flips.append(flipped)
             details.append({"item": p["item"], "probe": p["probe"], "ds": round(ds, 4), "flipped": flipped})

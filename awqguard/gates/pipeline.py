@@ -80,7 +80,7 @@ def load_quantized_embedder(spec: str | None, cfg, use_cache: bool = True):
 
     from awqguard.kernels.paths import default_path
     from awqguard.kernels.wqlinear import set_kernel_path
-    from awqguard.quantizer.checkpoint import _install_awq_linears, checkpoint_tensors
+    from awqguard.quantizer.checkpoint import _install_awq_linears, _replace_dir, checkpoint_tensors
     folder = embedder_folder(spec)
     base_fp = fingerprint(ModelSource(str(folder), folder))
     key = cache.cache_key({"embedder": base_fp, "quant": cfg.to_dict()})
@@ -100,9 +100,7 @@ def load_quantized_embedder(spec: str | None, cfg, use_cache: bool = True):
             staging.mkdir(parents=True)
             try:
                 save_file(checkpoint_tensors(transformer), str(staging / EMBEDDER_WEIGHTS))
-                if target.exists():
-                    shutil.rmtree(target)
-                staging.rename(target)
+                _replace_dir(staging, target, force=True)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     set_kernel_path(transformer, default_path("cpu"))

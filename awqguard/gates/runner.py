@@ -10,7 +10,7 @@ The result is plain JSON so it can be cached.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 from awqguard import progress
@@ -23,18 +23,19 @@ from awqguard.gates.prompt import build_messages
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Everything about a run that can change an answer (part of the cache key)."""
+    """Everything about a run that can change an answer (part of the cache key). Built from the check
+    configuration (gates/config.py DEFAULTS holds the defaults)."""
 
-    seeds: tuple[int, ...] = (0, 1)
-    top_k: int = 5
-    prompt_chunks: int = 3
-    header_order: str = "fixed"
-    decoding: Decoding = Decoding()
-    max_new_tokens: dict = field(default_factory=lambda: {"qa": 32, "json": 80, "long": 64})
-    probe_items: int = 4
-    probe_k: tuple[int, ...] = (5, 10)
-    probe_shuffle: bool = True
-    entropy_tokens: int = 192
+    seeds: tuple[int, ...]
+    top_k: int
+    prompt_chunks: int
+    header_order: str
+    decoding: Decoding
+    max_new_tokens: dict            # per item kind
+    probe_items: int
+    probe_k: tuple[int, ...]
+    probe_shuffle: bool
+    entropy_tokens: int
     batch_size: int = 16
 
     def describe(self) -> dict:

@@ -53,6 +53,12 @@ class Stick:
     def ds(self, a: str, b: str) -> float:
         return float(m.delta_s(self.vectors[a], self.vectors[b]))
 
+    def answer_ds(self, a: str, b: str) -> float:
+        """ΔS between two answers: 0 when equal, 1 when exactly one of them is empty."""
+        if a == b:
+            return 0.0
+        return self.ds(a, b) if a and b else 1.0
+
     def ds_evidence(self, text: str, evidence: Sequence[str]) -> float:
         """Smallest ΔS from `text` to any piece of evidence."""
         return min(self.ds(text, e) for e in evidence)
