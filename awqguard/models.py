@@ -121,26 +121,70 @@ def _quiet_stderr():
     return contextlib.nullcontext() if progress_enabled() else contextlib.redirect_stderr(io.StringIO())
 
 
+def _converted_folder(source: ModelSource) -> Path | None:
+    """Where a GGUF model converted to a float safetensors folder is cached (None: not a GGUF source).
+    Converting the default model's GGUF takes about 25 s on two cores; loading the folder about 2 s."""
+    if source.gguf_file is None:
+        return None
+    from awqguard.gates import cache
+    return cache.entry("models", cache.cache_key({"gguf": fingerprint(source)}))
+
+
+def _save_converted(model, tokenizer, folder: Path) -> None:
+    """Write the converted model atomically; a failure only costs the next load its speed."""
+    import shutil
+    import uuid
+
+    from awqguard.quantizer.checkpoint import _replace_dir
+    tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        quantizer = getattr(model, "hf_quantizer", None)
+        marker = getattr(model.config, "quantization_config", None)
+        model.hf_quantizer = None           # the GGUF markers: the weights are plain floats now
+        if marker is not None:
+            del model.config.quantization_config
+        try:
+            model.save_pretrained(str(tmp))
+        finally:
+            model.hf_quantizer = quantizer
+            if marker is not None:
+                model.config.quantization_config = marker
+        tokenizer.save_pretrained(str(tmp))
+        _replace_dir(tmp, folder, force=True)
+    except (OSError, ValueError, RuntimeError):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def load_tokenizer(source: ModelSource):
     from transformers import AutoTokenizer
     quiet_transformers()
+    converted = _converted_folder(source)
     try:
+        if converted is not None and (converted / "tokenizer_config.json").exists():
+            return AutoTokenizer.from_pretrained(str(converted))
         return AutoTokenizer.from_pretrained(str(source.folder), gguf_file=source.gguf_file)
     except Exception as exc:
         raise ModelLoadError(f"cannot load the tokenizer of {source.label}: {error_reason(exc)}") from None
 
 
 def load_model(source: ModelSource, dtype: torch.dtype = torch.float32):
-    """A float causal LM from a folder or GGUF file, on CPU, in eval mode."""
+    """A float causal LM from a folder or GGUF file, on CPU, in eval mode. A GGUF model is converted
+    once and cached as a safetensors folder (bit for bit the same float32 weights)."""
     from transformers import AutoModelForCausalLM
     quiet_transformers()
+    converted = _converted_folder(source)
     try:
+        if converted is not None and (converted / "config.json").exists():
+            return AutoModelForCausalLM.from_pretrained(str(converted), dtype=dtype, low_cpu_mem_usage=True).eval()
         with _quiet_stderr():       # the GGUF converter draws its own tqdm bar, whatever transformers says
             model = AutoModelForCausalLM.from_pretrained(str(source.folder), gguf_file=source.gguf_file,
-                                                         dtype=dtype, low_cpu_mem_usage=True)
+                                                         dtype=torch.float32, low_cpu_mem_usage=True)
     except Exception as exc:
         raise ModelLoadError(f"cannot load model {source.label}: {error_reason(exc)}") from None
-    return model.eval()
+    if converted is not None:
+        _save_converted(model, load_tokenizer(source), converted)
+    return model.to(dtype).eval()
 
 
 def load_reference(spec: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32):

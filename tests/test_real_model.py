@@ -49,3 +49,19 @@ def test_real_model_awq_perplexity_stays_near_float(quantized, smollm):
     ppl_float = model_perplexity(model, windows)
     ppl_awq = model_perplexity(result.model, windows)
     assert ppl_float < ppl_awq < 1.35 * ppl_float, (ppl_float, ppl_awq)
+
+
+def test_gguf_reference_is_converted_once_and_cached_bit_for_bit(tmp_path, monkeypatch):
+    from awqguard.models import load_model, load_tokenizer, resolve_model
+    monkeypatch.setenv("AWQGUARD_CACHE", str(tmp_path))
+    source = resolve_model(None)
+    first, tok_first = load_model(source), load_tokenizer(source)
+    folders = list((tmp_path / "models").iterdir())
+    assert len(folders) == 1 and (folders[0] / "model.safetensors").exists()
+    assert "quantization_config" not in (folders[0] / "config.json").read_text()      # a plain float folder
+    again, tok_again = load_model(source), load_tokenizer(source)
+    a, b = first.state_dict(), again.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    text = "Rotate [auth#rotating-keys] with `tarn keys rotate` — 24 h, ünïcode."
+    assert tok_first(text)["input_ids"] == tok_again(text)["input_ids"]
+    assert tok_first.chat_template == tok_again.chat_template

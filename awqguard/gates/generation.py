@@ -55,14 +55,28 @@ def stop_ids(model, tokenizer) -> set[int]:
     return {int(i) for i in ids if i is not None}
 
 
-def next_tokens(logits: torch.Tensor, decoding: Decoding, uniforms: torch.Tensor) -> torch.Tensor:
-    """One token per row from logits [B, V]: argmax, or top-p sampling by inverse CDF at `uniforms` [B]."""
+def next_tokens(logits: torch.Tensor, decoding: Decoding, uniforms: torch.Tensor, head: int = 64) -> torch.Tensor:
+    """One token per row from logits [B, V]: argmax, or top-p sampling by inverse CDF at `uniforms` [B].
+
+    The nucleus is looked for among each row's `head` most likely tokens first (sorting the whole
+    vocabulary every step cost a third of a decode step); rows whose nucleus is wider are sorted in full.
+    """
     if decoding.greedy:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / decoding.temperature, dim=-1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    top_probs, top_ids = probs.topk(min(head, probs.shape[-1]), dim=-1)
+    wide = top_probs.sum(dim=-1) < decoding.top_p
+    chosen = _nucleus_pick(top_probs, top_ids, decoding.top_p, uniforms)
+    if bool(wide.any()):
+        sorted_probs, order = probs[wide].sort(dim=-1, descending=True)
+        chosen[wide] = _nucleus_pick(sorted_probs, order, decoding.top_p, uniforms[wide])
+    return chosen
+
+
+def _nucleus_pick(sorted_probs: torch.Tensor, order: torch.Tensor, top_p: float, uniforms: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF pick inside the top-p nucleus of probabilities sorted in descending order."""
     cumulative = sorted_probs.cumsum(dim=-1)
-    sorted_probs = torch.where(cumulative - sorted_probs < decoding.top_p, sorted_probs, 0.0)
+    sorted_probs = torch.where(cumulative - sorted_probs < top_p, sorted_probs, 0.0)
     cdf = sorted_probs.cumsum(dim=-1)
     target = (uniforms * cdf[:, -1]).unsqueeze(-1)
     pick = torch.searchsorted(cdf, target).clamp(max=cdf.shape[-1] - 1)
@@ -73,29 +87,83 @@ def _accepts(model, name: str) -> bool:
     return name in inspect.signature(model.forward).parameters
 
 
-def _decode_cache(model, prefill_cache, repeats: int, new_tokens: int):
-    """The prompt's cache repeated for every seed, in a preallocated StaticCache when the model's layers
-    allow it (DynamicCache re-concatenates the whole cache at every step, which dominates CPU decode)."""
+def _static_cache(model, like, rows: int, length: int):
+    """An empty StaticCache of `rows` x `length` shaped like the prefill cache `like`, or None where the
+    model's layers do not allow one (sliding windows, unusual cache classes)."""
     from transformers import StaticCache
     try:
-        layers = prefill_cache.layers
+        layers = like.layers
         if any(getattr(layer, "is_sliding", False) for layer in layers):
-            raise TypeError("sliding-window layers")
-        length = prefill_cache.get_seq_length()
-        static = StaticCache(config=model.config, max_cache_len=length + new_tokens + 1)
+            return None
+        static = StaticCache(config=model.config, max_cache_len=length)
         k0 = layers[0].keys
-        static.early_initialization(k0.shape[0] * repeats, k0.shape[1], k0.shape[3], k0.dtype, k0.device)
-        if len(static.layers) != len(layers):
-            raise TypeError("cache layer count differs")
-        for target, source in zip(static.layers, layers):
-            target.keys[:, :, :length] = source.keys.repeat_interleave(repeats, 0)
-            target.values[:, :, :length] = source.values.repeat_interleave(repeats, 0)
-            target.cumulative_length.fill_(length)
+        static.early_initialization(rows, k0.shape[1], k0.shape[3], k0.dtype, k0.device)
+        if len(static.layers) != len(layers) or not hasattr(static.layers[0], "cumulative_length"):
+            return None
         return static
     except (AttributeError, TypeError, ValueError, IndexError, RuntimeError):
-        if repeats > 1:
-            prefill_cache.batch_repeat_interleave(repeats)
-        return prefill_cache
+        return None
+
+
+def _chunks(lengths: Sequence[int], tokens: int) -> list[list[int]]:
+    """Prompt indices in ascending length, cut into chunks whose padded size (rows x longest) stays
+    within `tokens`, so a chunk wastes little on padding and prefill runs at a moderate batch size."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    chunks: list[list[int]] = []
+    for i in order:
+        if chunks and (len(chunks[-1]) + 1) * lengths[i] <= tokens:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks
+
+
+def _prefill(model, tokenizer, texts: list[str], repeats: int, steps: int, chunk_tokens: int, extra: dict, device):
+    """(decode cache, attention mask, last logits, prompt lengths) for a decode batch, every row repeated
+    for each seed.
+
+    Prompts are prefilled in length-sorted chunks (`_chunks`) and right-aligned into one
+    preallocated StaticCache that decodes them all together (DynamicCache re-concatenates the whole
+    cache at every step, which dominates CPU decode). Keys carry their rotary positions already, so
+    where a prompt sits in the cache does not matter; the mask hides the left padding. Models that
+    cannot use a StaticCache are prefilled in one piece into a DynamicCache.
+    """
+    from transformers import DynamicCache
+
+    def forward(batch):
+        kw = {**extra, "position_ids": (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)} if "position_ids" in extra else extra
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     past_key_values=DynamicCache(), use_cache=True, **kw)
+
+    encode = lambda part: tokenizer(part, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    n_prompt = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    total = max(n_prompt)
+    static, mask = None, torch.zeros(len(texts), total, dtype=torch.long, device=device)
+    logits = torch.empty(len(texts) * repeats, 0)
+    for chunk in _chunks(n_prompt, chunk_tokens):
+        part = encode([texts[i] for i in chunk])
+        out = forward(part)
+        if static is None:
+            static = _static_cache(model, out.past_key_values, len(texts) * repeats, total + steps + 1)
+            if static is None:                       # one DynamicCache for the whole batch, in prompt order
+                whole = encode(texts)
+                out = forward(whole)
+                cache = out.past_key_values
+                if repeats > 1:
+                    cache.batch_repeat_interleave(repeats)
+                return (cache, whole["attention_mask"].repeat_interleave(repeats, 0),
+                        out.logits[:, -1].float().repeat_interleave(repeats, 0), n_prompt)
+            logits = torch.empty(len(texts) * repeats, out.logits.shape[-1], device=device)
+        width = part["input_ids"].shape[1]
+        rows = torch.tensor([i * repeats + j for i in chunk for j in range(repeats)], device=device)
+        for target, source in zip(static.layers, out.past_key_values.layers):
+            target.keys[rows, :, total - width:total] = source.keys.repeat_interleave(repeats, 0)
+            target.values[rows, :, total - width:total] = source.values.repeat_interleave(repeats, 0)
+        mask[chunk, total - width:] = part["attention_mask"]
+        logits[rows] = out.logits[:, -1].float().repeat_interleave(repeats, 0)
+    for layer in static.layers:
+        layer.cumulative_length.fill_(total)
+    return static, mask.repeat_interleave(repeats, 0), logits, n_prompt
 
 
 def _select_rows(cache, keep: torch.Tensor):
@@ -112,14 +180,18 @@ def _select_rows(cache, keep: torch.Tensor):
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: Sequence[str], decoding: Decoding, seeds: Sequence[int] = (0,),
-             batch_size: int = 16, stop_at_eos: bool = True, on_batch=None) -> list[list[Generation]]:
+             batch_size: int = 16, stop_at_eos: bool = True, on_batch=None,
+             budgets: Sequence[int] | None = None, prefill_tokens: int = 4096) -> list[list[Generation]]:
     """For each prompt, one Generation per seed: result[i][j] is prompts[i] under seeds[j].
 
     With greedy decoding every seed gives the same answer, so the prompt is decoded once and shared.
-    `stop_at_eos=False` forbids the end tokens (a long continuation of fixed length).
+    `stop_at_eos=False` forbids the end tokens (a long continuation of fixed length). `budgets` gives
+    each prompt its own max_new_tokens (default: decoding.max_new_tokens for all), so prompts of
+    different kinds share one batch; sort them by budget to keep batches' step counts tight.
+    `batch_size` prompts decode together (decode steps are bound by reading the weights, so wide
+    batches are cheap); they are prefilled in length-sorted chunks of at most `prefill_tokens` padded
+    tokens (prefill is compute-bound and fastest at moderate batch sizes).
     """
-    from transformers import DynamicCache
-
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
@@ -128,25 +200,22 @@ def generate(model, tokenizer, prompts: Sequence[str], decoding: Decoding, seeds
     eos_list = torch.tensor(sorted(eos), device=device)
     repeats = 1 if decoding.greedy else len(seeds)
     with_positions, keep_last = _accepts(model, "position_ids"), _accepts(model, "logits_to_keep")
+    extra = {"logits_to_keep": 1} if keep_last else {}
+    if with_positions:
+        extra["position_ids"] = None                # filled per chunk from its attention mask
     results: list[list[Generation]] = []
+    budgets = list(budgets) if budgets is not None else [decoding.max_new_tokens] * len(prompts)
     for start in range(0, len(prompts), batch_size):
         texts = list(prompts[start:start + batch_size])
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        mask = batch["attention_mask"]
-        extra = {"logits_to_keep": 1} if keep_last else {}
-        if with_positions:
-            extra["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=batch["input_ids"], attention_mask=mask, past_key_values=DynamicCache(),
-                    use_cache=True, **extra)
-        logits = out.logits[:, -1].float().repeat_interleave(repeats, 0)
-        cache = _decode_cache(model, out.past_key_values, repeats, decoding.max_new_tokens)
-        mask = mask.repeat_interleave(repeats, 0)
+        limit = torch.tensor(budgets[start:start + batch_size], device=device).repeat_interleave(repeats)
+        steps = int(limit.max())
+        cache, mask, logits, n_prompt = _prefill(model, tokenizer, texts, repeats, steps, prefill_tokens, extra, device)
         gens = [torch.Generator().manual_seed(row_seed(s, t)) for t in texts for s in (seeds[:repeats])]
         rows = len(gens)
         active = list(range(rows))                 # batch position -> row; shrinks as rows finish
         done = torch.zeros(rows, dtype=torch.bool, device=device)
         tokens: list[list[int]] = [[] for _ in range(rows)]
-        for step_index in range(decoding.max_new_tokens):
+        for step_index in range(steps):
             if not stop_at_eos:
                 logits[:, eos_list] = float("-inf")
             uniforms = torch.cat([torch.rand(1, generator=gens[r]) for r in active]).to(device)
@@ -154,13 +223,13 @@ def generate(model, tokenizer, prompts: Sequence[str], decoding: Decoding, seeds
             for pos, r in enumerate(active):
                 if not done[pos]:
                     tokens[r].append(int(chosen[pos]))
-            done |= torch.isin(chosen, eos_list)
-            if bool(done.all()) or step_index == decoding.max_new_tokens - 1:
+            done |= torch.isin(chosen, eos_list) | (limit <= step_index + 1)
+            if bool(done.all()) or step_index == steps - 1:
                 break
             if int(done.sum()) * 4 >= len(active):   # a quarter finished: later steps run only the live rows
                 keep = (~done).nonzero().squeeze(-1)
                 cache = _select_rows(cache, keep)
-                mask, chosen, done = mask[keep], chosen[keep], done[keep]
+                mask, chosen, done, limit = mask[keep], chosen[keep], done[keep], limit[keep]
                 active = [active[int(i)] for i in keep]
             chosen = torch.where(done, tokenizer.pad_token_id, chosen)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
@@ -168,7 +237,6 @@ def generate(model, tokenizer, prompts: Sequence[str], decoding: Decoding, seeds
             out = model(input_ids=chosen.unsqueeze(-1), attention_mask=mask, past_key_values=cache, use_cache=True,
                         **step)
             logits, cache = out.logits[:, -1].float(), out.past_key_values
-        n_prompt = batch["attention_mask"].sum(dim=1).tolist()
         for i in range(len(texts)):
             per_seed = []
             for j in range(repeats):

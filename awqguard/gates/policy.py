@@ -94,8 +94,10 @@ DEFAULT_GATES: tuple[Gate, ...] = (
          description="share of the anchor's tokens inside the top-k chunks"),
     Gate("lambda-convergence", "lambda.convergence_rate", ">=", 0.80, symptoms=("synthesis-drift",), tolerance=0.10,
          description="items whose runs (question + paraphrases x seeds) all hit the anchor and agree"),
-    Gate("lambda-chaotic", "lambda.chaotic_count", "<=", 0, symptoms=("synthesis-drift",), tolerance=2,
-         description="items with a run that misses the anchor badly (ΔS(answer, anchor) >= 0.60)"),
+    # a share, not a count: against a reference that is itself chaotic, sampling alone moves the
+    # count by several items on a 48-item suite, so the tolerance is 10% of the items
+    Gate("lambda-chaotic", "lambda.chaotic_share", "<=", 0, symptoms=("synthesis-drift",), tolerance=0.10,
+         description="share of items with a run that misses the anchor badly (ΔS(answer, anchor) >= 0.60)"),
     Gate("drift-mean", "drift.answer_ds_excess", "<=", 0.10, symptoms=("ppl-drift", "synthesis-drift"),
          description="ΔS(candidate answer, reference answer) on the same prompt and seed, mean over items, "
                      "minus the reference's own seed-to-seed ΔS (the sampling noise floor)"),

@@ -36,7 +36,7 @@ class RunSettings:
     probe_k: tuple[int, ...]
     probe_shuffle: bool
     entropy_tokens: int
-    batch_size: int = 16
+    batch_size: int = 64             # prompts decoded together (x seeds rows): decode steps are weight-bound
 
     def describe(self) -> dict:
         import dataclasses
@@ -93,24 +93,22 @@ def _prompt(tokenizer, retriever: Retriever, r: Request) -> str:
 
 def _generate(model, tokenizer, retriever: Retriever, requests: list[Request], s: RunSettings,
               seeds: Sequence[int], label: str) -> list[dict]:
-    """Answers for every request and seed, generated per kind (each kind has its own length budget)."""
+    """Answers for every request and seed. Each kind has its own length budget; requests are sorted
+    by budget, then prompt length, so batches mix kinds only at the boundaries and pad little."""
     prompts = [_prompt(tokenizer, retriever, r) for r in requests]
-    out: list[dict | None] = [None] * len(requests)
+    budget = [int(s.max_new_tokens.get(r.kind, s.decoding.max_new_tokens)) for r in requests]
+    order = sorted(range(len(requests)), key=lambda i: (budget[i], len(prompts[i])))
     with progress.task(label, total=len(requests)) as bar:
-        for kind in ("qa", "json", "long"):
-            idx = [i for i, r in enumerate(requests) if r.kind == kind]
-            idx.sort(key=lambda i: len(prompts[i]))         # similar lengths batch with less padding
-            decoding = Decoding(s.decoding.greedy, s.decoding.temperature, s.decoding.top_p,
-                                int(s.max_new_tokens.get(kind, s.decoding.max_new_tokens)))
-            gens = generate(model, tokenizer, [prompts[i] for i in idx], decoding, seeds, s.batch_size,
-                            on_batch=bar.advance)
-            for i, per_seed in zip(idx, gens):
-                r = requests[i]
-                out[i] = {**r.key, "question": r.question, "chunk_ids": r.chunk_ids,
-                          "retrieved": [retriever.chunks[c].section_id for c in r.chunk_ids],
-                          "prompt_tokens": per_seed[0].prompt_tokens,
-                          "answers": [{"seed": seed, "text": g.text, "tokens": len(g.token_ids),
-                                       "loop": repetition_loop(g.token_ids)} for seed, g in zip(seeds, per_seed)]}
+        gens = generate(model, tokenizer, [prompts[i] for i in order], s.decoding, seeds, s.batch_size,
+                        on_batch=bar.advance, budgets=[budget[i] for i in order])
+    out: list[dict | None] = [None] * len(requests)
+    for i, per_seed in zip(order, gens):
+        r = requests[i]
+        out[i] = {**r.key, "question": r.question, "chunk_ids": r.chunk_ids,
+                  "retrieved": [retriever.chunks[c].section_id for c in r.chunk_ids],
+                  "prompt_tokens": per_seed[0].prompt_tokens,
+                  "answers": [{"seed": seed, "text": g.text, "tokens": len(g.token_ids),
+                               "loop": repetition_loop(g.token_ids)} for seed, g in zip(seeds, per_seed)]}
     return out
 
 

@@ -67,3 +67,43 @@ def test_inverse_cdf_sampling_respects_top_p_and_couples_close_models():
     u = torch.rand(200, generator=torch.Generator().manual_seed(0))
     same = (next_tokens(logits.expand(200, 4), dec, u) == next_tokens(near.expand(200, 4), dec, u)).float().mean()
     assert same > 0.95                            # the same uniforms pick the same tokens
+
+
+def test_nucleus_from_the_head_equals_the_full_sort():
+    g = torch.Generator().manual_seed(1)
+    scale = torch.tensor([[0.3], [1.0], [3.0], [10.0]]).repeat(25, 1)     # flat rows need the full-sort fallback
+    logits = torch.randn(100, 500, generator=g) * scale
+    u = torch.rand(100, generator=g)
+    dec = Decoding(temperature=0.7, top_p=0.9)
+    narrow = next_tokens(logits, dec, u, head=8)
+    assert torch.equal(narrow, next_tokens(logits, dec, u, head=500))
+    assert not torch.equal(narrow, next_tokens(logits, Decoding(temperature=0.7, top_p=0.5), u, head=500))
+
+
+def test_per_prompt_budgets_share_a_batch_and_match_separate_calls(tiny_lm):
+    model, tok = tiny_lm
+    prompts, budgets = ["abc", "hello there", "x"], [3, 9, 5]
+    dec = Decoding(greedy=True, max_new_tokens=2)
+    mixed = generate(model, tok, prompts, dec, budgets=budgets, stop_at_eos=False)
+    for prompt, budget, (row,) in zip(prompts, budgets, mixed):
+        (alone,) = generate(model, tok, [prompt], Decoding(greedy=True, max_new_tokens=budget), stop_at_eos=False)
+        assert len(row.token_ids) == budget and row.token_ids == alone[0].token_ids
+
+
+def test_prefill_chunks_are_length_sorted_and_within_budget():
+    from awqguard.gates.generation import _chunks
+    lengths = [390, 1170, 610, 390, 1170, 610, 390, 610]
+    chunks = _chunks(lengths, 2500)
+    assert sorted(i for c in chunks for i in c) == list(range(8))
+    assert all(len(c) * max(lengths[i] for i in c) <= 2500 or len(c) == 1 for c in chunks)
+    assert [max(lengths[i] for i in c) for c in chunks] == sorted(max(lengths[i] for i in c) for c in chunks)
+
+
+def test_chunked_prefill_into_one_cache_equals_one_prefill(tiny_lm):
+    model, tok = tiny_lm
+    prompts = ["abc", "a much longer prompt with many more tokens in it", "mid length prompt", "x"]
+    dec = Decoding(temperature=0.8, top_p=0.9, max_new_tokens=8)
+    whole = generate(model, tok, prompts, dec, seeds=(0, 1), prefill_tokens=10_000)
+    chunked = generate(model, tok, prompts, dec, seeds=(0, 1), prefill_tokens=1)     # one prompt per chunk
+    assert [[g.token_ids for g in row] for row in chunked] == [[g.token_ids for g in row] for row in whole]
+    assert [row[0].prompt_tokens for row in chunked] == [len(tok(p)["input_ids"]) for p in prompts]
