@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 from awqguard.quantizer.config import QuantConfig  # noqa: E402
 
-__all__ = ["QuantConfig", "quantize", "load_quantized", "__version__"]
+__all__ = ["QuantConfig", "quantize", "load_quantized", "run_gates", "render_report", "__version__"]
 
 
 def __getattr__(name):
@@ -15,4 +15,10 @@ def __getattr__(name):
     if name == "load_quantized":
         from awqguard.quantizer.checkpoint import load_quantized
         return load_quantized
+    if name == "run_gates":
+        from awqguard.gates.engine import run_gates
+        return run_gates
+    if name == "render_report":
+        from awqguard.report.html import render_report
+        return render_report
     raise AttributeError(name)

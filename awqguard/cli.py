@@ -181,13 +181,44 @@ def cmd_check(args) -> int:
 
     from awqguard.errors import EXIT_GATE_FAILED
     from awqguard.gates.engine import run_gates
-    from awqguard.gates.results import print_results, write_outputs
+    from awqguard.gates.config import DEFAULTS
+    from awqguard.gates.results import print_results, write_error, write_outputs
 
-    config = check_config(args)
-    results = run_gates(config, use_cache=not args.no_cache, warn_only=args.warn_only)
-    paths = write_outputs(results, Path(config["out"]))
+    out = Path(args.out or DEFAULTS["out"])
+    try:
+        config = check_config(args)
+        out = Path(config["out"])
+        results = run_gates(config, use_cache=not args.no_cache, warn_only=args.warn_only)
+    except Exception as exc:       # CI sees a runtime problem as an error in junit.xml, then main() reports it
+        write_error(out, str(exc), type(exc).__name__)
+        raise
+    paths = write_outputs(results, out)
     print_results(results, Console(width=None if sys.stdout.isatty() else 120), paths)
     return EXIT_OK if results["passed"] or args.warn_only else EXIT_GATE_FAILED
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="write the self-contained HTML report of a results.json",
+                       description="Render results.json (written by awqguard check) as one HTML file with no "
+                                   "network requests: verdict, gate table, Problem Map, plots, items side by side "
+                                   "and the environment fingerprint.")
+    p.add_argument("results", type=Path, help="results.json written by awqguard check")
+    p.add_argument("-o", "--out", type=Path, default=None, help="HTML file to write (default: report.html beside results.json)")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> int:
+    from awqguard.errors import ConfigError
+    from awqguard.report.html import read_results, write_report
+    try:
+        results = read_results(args.results)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    out = args.out or args.results.parent / "report.html"
+    write_report(results, out)
+    verdict = "PASSED" if results["passed"] else "FAILED"
+    print(f"{out}: {verdict}, {results['summary']['failed']} of {results['summary']['gates']} gates failed")
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quantize(sub)
     _add_doctor(sub)
     _add_check(sub)
+    _add_report(sub)
     _add_fixtures(sub)
     return parser
 

@@ -10,7 +10,8 @@ Candidates (all built from the default reference, SmolLM2-135M-Instruct):
 Prints JSON: per candidate, pass/fail, the failed and warned gates, the symptoms named, key metrics
 and wall time. The expectation it checks (and reports as "as_expected"): identical passes, each
 damaged candidate fails, and every damaged one names the ppl-drift symptom.
-Run: python bench/damaged.py [--limit N] [--only name,name]
+Run: python bench/damaged.py [--limit N] [--only name,name] [--out DIR]
+(--out writes each candidate's results.json, report.html, junit.xml and summary.md to DIR/NAME/.)
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=None, help="first N items only")
     ap.add_argument("--only", default=",".join(CANDIDATES), help="comma-separated candidates")
+    ap.add_argument("--out", type=Path, default=None, help="write each candidate's check outputs to OUT/NAME/")
     args = ap.parse_args()
 
     from awqguard.gates import cache
@@ -76,6 +78,9 @@ def main() -> None:
             cand.fingerprint = awq_fp
         start = time.perf_counter()
         results = run_gates(config, reference=ref, candidate=cand)
+        if args.out is not None:
+            from awqguard.gates.results import write_outputs
+            write_outputs(results, args.out / name)
         rows[name] = {
             "passed": results["passed"],
             "failed": [g["id"] for g in results["gates"] if g["status"] == "fail"],

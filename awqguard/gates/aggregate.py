@@ -85,7 +85,8 @@ def item_summaries(records: Sequence[dict], stick: Stick, seeds_vary: bool = Tru
         grouped[rec["item"]].append(rec)
     out = {}
     for item_id, recs in grouped.items():
-        summary = {"kind": recs[0]["kind"]}
+        first = recs[0]                                  # the question itself under the first seed
+        summary = {"kind": first["kind"], "question": first["question"]}
         for name in VARIANTS:
             sides = [r[name] for r in recs]
             answers = [s["answer"] for s in sides if s["answer"]]
@@ -101,10 +102,13 @@ def item_summaries(records: Sequence[dict], stick: Stick, seeds_vary: bool = Tru
                 **{k: float(np.mean([s[k] for s in sides])) for k in
                    ("ds_qr", "ds_qr_topk", "ds_ra", "ds_aa", "ds_aq", "coverage", "gap_answer", "gap_chunk")},
                 "loop_rate": float(np.mean([s["loop"] for s in sides])),
+                "retrieved": first[name]["retrieved"], "answer": first[name]["answer"],
             }
             if summary["kind"] == "json":
                 summary[name]["json_valid"] = float(np.mean([s["json_valid"] for s in sides]))
         summary["drift"] = {k: float(np.mean([r["drift"][k] for r in recs])) for k in ("answer_ds", "ds_qr", "coverage", "ds_aa")}
+        spread = m.paired_bootstrap([r["drift"]["answer_ds"] for r in recs], [0.0] * len(recs))
+        summary["drift"]["answer_ds_ci"] = [spread.low, spread.high]    # over the item's prompts and seeds
         noise = _seed_noise(recs, stick) if seeds_vary else None
         summary["drift"]["seed_noise"] = noise
         summary["drift"]["answer_ds_excess"] = summary["drift"]["answer_ds"] - (noise or 0.0)
@@ -135,6 +139,7 @@ def suite_metrics(items: dict[str, dict], records: Sequence[dict]) -> dict[str, 
     both("hit.rate", lambda v: float(np.mean([s[v]["hit_rate"] for s in summaries])))
     both("lambda.convergence_rate", lambda v: float(np.mean([s[v]["lambda"] == m.CONVERGENT for s in summaries])))
     both("lambda.chaotic_count", lambda v: float(sum(s[v]["lambda"] == m.CHAOTIC for s in summaries)))
+    both("lambda.chaotic_share", lambda v: float(np.mean([s[v]["lambda"] == m.CHAOTIC for s in summaries])))
     both("lambda.split_share", lambda v: float(np.mean([s[v]["lambda"] == m.SPLIT for s in summaries])))
     both("lambda.divergent_count", lambda v: float(sum(s[v]["lambda"] == m.DIVERGENT for s in summaries)))
     both("anchor_gap.answer_mean", lambda v: float(np.mean([s[v]["gap_answer"] for s in summaries])))

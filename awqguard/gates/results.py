@@ -1,7 +1,9 @@
-"""What `awqguard check` leaves behind and prints: results.json, items.jsonl and the gate table.
+"""What `awqguard check` leaves behind and prints: results.json, items.jsonl, report.html,
+junit.xml, summary.md and the gate table.
 
 results.json carries a schema version; items.jsonl has one line per item, prompt and seed with
-both variants' retrieval, answers and metrics. Both are written atomically.
+both variants' retrieval, answers and metrics. The other three are made from results.json alone
+(awqguard/report). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from rich.console import Console
 from rich.table import Table
 
 from awqguard.gates import cache
+from awqguard.report.ci import junit_error_xml, junit_xml, summary_markdown
+from awqguard.report.html import write_report
+
+OUTPUT_FILES = {"results": "results.json", "items": "items.jsonl", "report": "report.html", "junit": "junit.xml",
+                "summary": "summary.md"}
 
 STATUS_STYLE = {"pass": ("PASS", "green"), "fail": ("FAIL", "bold red"), "warn": ("WARN", "yellow"),
                 "skip": ("SKIP", "dim")}
@@ -22,11 +29,21 @@ def write_outputs(results: dict, out: Path) -> dict[str, Path]:
     out = Path(out)
     records = results.get("records", [])
     body = {k: v for k, v in results.items() if k != "records"}
-    paths = {"results": out / "results.json", "items": out / "items.jsonl"}
+    paths = {name: out / file for name, file in OUTPUT_FILES.items()}
     cache.write_atomic(paths["results"], json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8"))
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     cache.write_atomic(paths["items"], lines.encode("utf-8"))
+    write_report(body, paths["report"])
+    cache.write_atomic(paths["junit"], junit_xml(body).encode("utf-8"))
+    cache.write_atomic(paths["summary"], summary_markdown(body, OUTPUT_FILES["report"]).encode("utf-8"))
     return paths
+
+
+def write_error(out: Path, message: str, kind: str) -> Path:
+    """junit.xml for a check that could not finish, so CI shows an error rather than a stale verdict."""
+    path = Path(out) / OUTPUT_FILES["junit"]
+    cache.write_atomic(path, junit_error_xml(message, kind).encode("utf-8"))
+    return path
 
 
 def _fmt(value) -> str:
@@ -71,4 +88,5 @@ def print_results(results: dict, console: Console, paths: dict[str, Path] | None
                   f"{s['gates']} gates; {s['items']} items, {s['runs']} paired runs; "
                   f"wall time {results['timing']['wall_s']:.0f} s")
     if paths:
-        console.print(f"results: {paths['results']}  items: {paths['items']}")
+        console.print(f"report: {paths['report']}  results: {paths['results']}  junit: {paths['junit']}  "
+                      f"summary: {paths['summary']}")

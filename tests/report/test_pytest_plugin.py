@@ -1,0 +1,100 @@
+"""pytest --awq-gates in a separate pytest process (pytester), on a tiny-model check."""
+
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from awqguard.pytest_plugin import RUN_LOG
+from helpers import tiny_check, write_config
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    return tiny_check(tmp_path_factory.mktemp("plugin"))
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWQGUARD_CACHE", str(tmp_path / "cache"))
+
+
+def _lines(result) -> list[str]:
+    """Output lines that do not depend on the plugin list or the clock."""
+    return [line for line in result.outlines if not line.startswith(("plugins:", "rootdir:", "cachedir:"))
+            and " in " not in line]
+
+
+def test_without_the_flag_nothing_changes(pytester):
+    pytester.makepyfile("def test_one():\n    assert True\n")
+    with_plugin = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    without = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:awqguard")
+    with_plugin.assert_outcomes(passed=1)
+    assert _lines(with_plugin) == _lines(without)
+    assert "awqguard" not in with_plugin.stdout.str().replace("awqguard-", "")
+    assert "--awq-gates" in pytester.runpytest_subprocess("--help").stdout.str()   # registered via pytest11
+
+
+def test_failing_gates_read_as_evidence_not_tracebacks(pytester, folders, tmp_path):
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "awqguard.yaml", folders, "far", out)
+    junit = tmp_path / "junit.xml"
+    result = pytester.runpytest_subprocess("--awq-gates", "--awq-config", str(cfg), f"--junitxml={junit}", "-rA")
+    gates = json.loads((out / "results.json").read_text())["gates"]
+    count = {s: sum(g["status"] == s for g in gates) for s in ("pass", "fail", "warn", "skip")}
+    assert count["fail"] > 0 and result.ret == 1
+    result.assert_outcomes(passed=count["pass"] + count["warn"], failed=count["fail"], skipped=count["skip"],
+                           warnings=count["warn"])
+    text = result.stdout.str()
+    assert "Traceback" not in text and "symptom:" in text and "fix:" in text
+    failed = next(g for g in gates if g["status"] == "fail")
+    assert re.search(rf"FAILED \S*awqguard::{failed['id']}\b", text)
+    assert "awqguard gates" in text and f"report: {out / 'report.html'}" in text
+    if count["warn"]:
+        assert "AwqGateWarning" in text
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+    props = {p.get("name"): p.get("value") for p in cases[failed["id"]].iter("property")}
+    assert props["metric"] == failed["metric"] and float(props["value"]) == pytest.approx(failed["value"])
+    for name in ("report.html", "junit.xml", "summary.md", "items.jsonl"):
+        assert (out / name).exists()
+
+
+def test_ini_keys_custom_gates_and_selection(pytester, folders, tmp_path):
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "awqguard.yaml", folders, "reference", out)
+    pytester.makeini(f"[pytest]\nawq_gates_config = {cfg}\n")
+    pytester.makepyfile(test_custom="""
+def test_hit_rate_holds(awq_reference, awq_candidate):
+    assert awq_candidate.metric("hit.rate") >= awq_reference.metric("hit.rate") - 0.2
+    assert set(awq_candidate.items) == set(awq_reference.items)
+""")
+    result = pytester.runpytest_subprocess("--awq-gates")
+    gates = json.loads((out / "results.json").read_text())["gates"]
+    skips = sum(g["status"] == "skip" for g in gates)
+    result.assert_outcomes(passed=len(gates) - skips + 1, skipped=skips)
+    selected = pytester.runpytest_subprocess("--awq-gates", "-k", "drift")
+    assert selected.parseoutcomes()["passed"] == sum("drift" in g["id"] for g in gates)
+
+
+def test_bad_config_is_a_usage_error(pytester, tmp_path):
+    cfg = tmp_path / "awqguard.yaml"
+    cfg.write_text("decoding:\n  temprature: 0.5\n")
+    result = pytester.runpytest_subprocess("--awq-gates", "--awq-config", str(cfg))
+    assert result.ret == 4
+    assert "temprature" in result.stderr.str() and "Traceback" not in result.stderr.str()
+
+
+def test_xdist_workers_share_one_engine_run(pytester, folders, tmp_path):
+    pytest.importorskip("xdist")
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "awqguard.yaml", folders, "reference", out)
+    for session in range(2):
+        result = pytester.runpytest_subprocess("--awq-gates", "--awq-config", str(cfg), "-n", "2")
+        assert result.ret == 0, result.stdout.str()
+        runs = (out / RUN_LOG).read_text().splitlines()
+        assert len(runs) == session + 1                       # one engine run per session, never one per worker
+        assert len({line.split()[0] for line in runs}) == session + 1
+        assert "awqguard gates" in result.stdout.str()
+    results = json.loads((out / "results.json").read_text())
+    assert results["cache"]["hits"] == {"reference": True, "candidate": True}     # the 2nd session reused the cache

@@ -1,0 +1,119 @@
+"""The HTML report, junit.xml and summary.md: from a real (tiny-model) check's results."""
+
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from awqguard.cli import main
+from awqguard.report import svg
+from awqguard.report.html import render_report, report_view
+
+
+def test_ticks_are_round_and_cover_the_range():
+    assert svg.nice_ticks(0, 1) == [0, 0.25, 0.5, 0.75, 1]
+    assert svg.nice_ticks(0, 37, 4) == [0, 20, 40]
+    assert svg.nice_ticks(-0.03, 0.41) == [-0.2, 0, 0.2, 0.4, 0.6]
+
+
+def test_charts_draw_what_they_are_given():
+    line = svg.line_chart("t", [svg.Series("ref", [1, 2, 3], "ref"), svg.Series("cand", [1, 3, 5], "cand")],
+                          "x", "y", markers=[(1, "onset", "cand")])
+    assert line.count("<polyline") == 2 and 'class="marker cand"' in line
+    hist = svg.histogram("h", [svg.Series("a", [0.05, 0.15, 0.15, 0.95], "ref")], 10, 0.0, 1.0, "v")
+    assert hist.count("<rect class=\"bar ref\"") == 3 and "2 items in [0.10, 0.20)" in hist
+    ivs = svg.interval_chart("i", ["a", "b"], [0.3, 0.05], [(0.2, 0.4), None], "drift", threshold=0.15)
+    assert ivs.count('class="point over"') == 1 and ivs.count("<circle") == 2
+    assert "no data" in svg.line_chart("e", [svg.Series("x", [], "ref")], "x", "y")
+
+
+def test_report_shows_verdict_gates_plots_items_and_fingerprint(failing_check):
+    results, paths = failing_check
+    html = paths["report"].read_text()
+    assert "FAILED" in html and f"{results['summary']['failed']} of {results['summary']['gates']} gates failed" in html
+    for g in results["gates"]:
+        assert f"<strong>{g['id']}</strong>" in html
+    assert html.count("<svg") == 4                                     # entropy, drift, KL, coverage
+    for item_id in results["items"]:
+        assert item_id in html
+    for s in results["symptoms"]:
+        assert s["title"] in html
+    assert results["environment"]["suite"]["fingerprint"] in html and results["environment"]["torch"] in html
+
+
+def test_report_makes_no_network_requests(failing_check):
+    html = failing_check[1]["report"].read_text()
+    without_svg_ns = html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert not re.search(r"https?://|\bsrc=|<link|@import|url\(", without_svg_ns)
+
+
+def test_item_rows_flag_flips_and_rank_drift(failing_check):
+    results, _ = failing_check
+    rows = report_view(results)["rows"]
+    drifts = [r["drift"] for r in rows]
+    assert drifts == sorted(drifts, reverse=True)
+    for r in rows:
+        s = results["items"][r["id"]]
+        assert r["flipped"] == (s["reference"]["lambda"] != s["candidate"]["lambda"]
+                                or s["reference"]["retrieved"][:1] != s["candidate"]["retrieved"][:1])
+        assert r["answers"] == [s["reference"]["answer"], s["candidate"]["answer"]]
+
+
+def test_passing_results_render_as_passed(failing_check):
+    results = json.loads(json.dumps(failing_check[0]))
+    results["passed"] = True
+    for g in results["gates"]:
+        g["status"], g["passed"] = "pass", True
+    results["symptoms"], results["summary"]["failed"] = [], 0
+    html = render_report(results)
+    assert 'class="verdict pass"' in html and "No gate failed or warned" in html
+
+
+def test_junit_has_a_case_per_gate_with_failures_and_properties(failing_check):
+    results, paths = failing_check
+    suite = ET.parse(paths["junit"]).getroot().find("testsuite")
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == [g["id"] for g in results["gates"]]
+    failed = [c.get("name") for c in cases if c.find("failure") is not None]
+    assert failed == [g["id"] for g in results["gates"] if g["status"] == "fail"] and failed
+    assert int(suite.get("failures")) == len(failed)
+    first = cases[0].find("properties")
+    assert {p.get("name") for p in first} >= {"metric", "value", "threshold", "status"}
+    text = next(c for c in cases if c.find("failure") is not None).find("failure").text
+    assert "symptom:" in text and "fix:" in text
+
+
+def test_summary_markdown_is_short_and_names_failures(failing_check):
+    results, paths = failing_check
+    md = paths["summary"].read_text()
+    assert md.startswith("❌ **awqguard: FAILED**")
+    assert md.count("\n| ") == len(results["gates"]) + 1
+    assert len(md.splitlines()) < 120
+
+
+def test_report_command_renders_results_json(failing_check, tmp_path, capsys):
+    _, paths = failing_check
+    out = tmp_path / "r.html"
+    assert main(["report", str(paths["results"]), "-o", str(out)]) == 0
+    assert out.read_text() == paths["report"].read_text()
+    assert "FAILED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [None, "{not json", '{"a": 1}'])
+def test_report_command_rejects_what_is_not_results_json(tmp_path, capsys, content):
+    path = tmp_path / "results.json"
+    if content is not None:
+        path.write_text(content)
+    assert main(["report", str(path)]) == 4
+    err = capsys.readouterr().err
+    assert str(path) in err and "Traceback" not in err
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_check_that_cannot_run_leaves_a_junit_error(tmp_path, capsys):
+    cfg = tmp_path / "awqguard.yaml"
+    cfg.write_text("pipeline:\n  top_kk: 3\n")
+    assert main(["check", "--config", str(cfg), "--out", str(tmp_path / "out")]) == 4
+    case = ET.parse(tmp_path / "out" / "junit.xml").getroot().find("testsuite/testcase")
+    assert case.find("error") is not None and "top_kk" in case.find("error").get("message")
