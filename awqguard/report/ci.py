@@ -19,6 +19,8 @@ def _value(v) -> str:
 def gate_failure_text(gate: dict) -> str:
     """The few lines that explain a failed (or warned) gate: value vs threshold, worst items, symptoms, fixes."""
     lines = [f"{gate['id']}: {gate['message']}"]
+    if gate.get("ci"):
+        lines.append(f"95% interval over items: [{_value(gate['ci'][0])}, {_value(gate['ci'][1])}]")
     if gate.get("reference") is not None:
         lines.append(f"reference: {_value(gate['reference'])}")
     if gate.get("worst_items"):
