@@ -137,7 +137,8 @@ def _add_check(sub) -> None:
     p = sub.add_parser("check", help="run the reference and the AWQ candidate side by side and decide the gates",
                        description="Run the full-precision reference and the candidate through the RAG pipeline "
                                    "over a fixture suite, compute the metrics, decide the gates and write "
-                                   "results.json + items.jsonl. Exit 0 when every fail-severity gate passes, 1 "
+                                   "results.json, items.jsonl, report.html, junit.xml and summary.md. Exit 0 when "
+                                   "every fail-severity gate passes, 1 "
                                    "otherwise, 4 for configuration or fixture errors.")
     p.add_argument("--config", type=Path, default=None,
                    help="awqguard.yaml or pyproject.toml (default: ./awqguard.yaml, else [tool.awqguard] in ./pyproject.toml)")
