@@ -7,6 +7,7 @@ is the reference. On CPU the reference runs in float32 (DESIGN.md §2).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -72,15 +73,21 @@ def resolve_model(spec: str | os.PathLike | None) -> ModelSource:
 
 
 def fingerprint(source: ModelSource) -> str:
-    """sha256 over the model's files (names, sizes and contents), first 16 hex digits."""
-    h = hashlib.sha256()
+    """sha256 over the model's files (names, sizes and contents), first 16 hex digits. Remembered per
+    (file, size, mtime) within a process: a check asks for the reference's several times."""
     files = [source.path] if source.gguf_file else sorted(
         p for p in source.folder.iterdir()
         if p.is_file() and (p.suffix in (".safetensors", ".json", ".bin", ".model", ".gguf")))
-    for f in files:
-        h.update(f.name.encode())
-        h.update(str(f.stat().st_size).encode())
-        with open(f, "rb") as fh:
+    return _files_digest(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@functools.lru_cache(maxsize=64)
+def _files_digest(files: tuple[tuple[str, int, int], ...]) -> str:
+    h = hashlib.sha256()
+    for path, size, _ in files:
+        h.update(Path(path).name.encode())
+        h.update(str(size).encode())
+        with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 22), b""):
                 h.update(block)
     return h.hexdigest()[:16]

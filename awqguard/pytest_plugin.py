@@ -8,6 +8,7 @@ share it through a file lock in the output folder, so the engine never runs twic
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import uuid
@@ -144,7 +145,7 @@ class AwqGates:
 
         from awqguard.gates import cache
         from awqguard.gates.engine import run_gates
-        from awqguard.gates.results import write_outputs
+        from awqguard.gates.results import results_body, write_outputs
         self.out.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.out / LOCK_FILE)):
             done = self._read_session_results()
@@ -156,7 +157,7 @@ class AwqGates:
                 log.write(f"{self.session} {self.worker}\n")
             cache.write_json(self.out / SESSION_FILE, {"session": self.session, "engine_run_by": self.worker,
                                                        "pid": os.getpid()})
-            return {k: v for k, v in results.items() if k != "records"}
+            return results_body(results)
 
     # ---- fixtures for custom gates ------------------------------------------------------------
     @pytest.fixture(scope="session")
@@ -182,10 +183,10 @@ class AwqGates:
             return
         from awqguard.gates.results import gate_table
         from rich.console import Console
-        console = Console(width=max(100, terminalreporter._tw.fullwidth), force_terminal=False, color_system=None,
-                          record=True, file=open(os.devnull, "w"))
-        console.print(gate_table(results))
-        for line in console.export_text().rstrip().splitlines():
+        buffer = io.StringIO()
+        width = max(100, terminalreporter.config.get_terminal_writer().fullwidth)
+        Console(width=width, file=buffer, force_terminal=False, color_system=None).print(gate_table(results))
+        for line in buffer.getvalue().rstrip().splitlines():
             terminalreporter.write_line(line)
         s = results["summary"]
         verdict = "PASSED" if results["passed"] else "FAILED"

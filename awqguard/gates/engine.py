@@ -197,8 +197,8 @@ def run_gates(config: dict, use_cache: bool = True, warn_only: bool = False,
         if reference is None:
             ref_source = resolve_model(config["reference"])
             ref_label, ref_fp = ref_source.label, fingerprint(ref_source)
+            ref_model = load_model(ref_source)            # first: a GGUF's conversion also saves its tokenizer
             ref_tokenizer = load_tokenizer(ref_source)
-            ref_model = load_model(ref_source)
         else:
             ref_source = None
             ref_model, ref_tokenizer, ref_label, ref_fp = (reference.model, reference.tokenizer, reference.label,

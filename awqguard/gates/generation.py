@@ -138,8 +138,7 @@ def _prefill(model, tokenizer, texts: list[str], repeats: int, steps: int, chunk
     encode = lambda part: tokenizer(part, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
     n_prompt = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     total = max(n_prompt)
-    static, mask = None, torch.zeros(len(texts), total, dtype=torch.long, device=device)
-    logits = torch.empty(len(texts) * repeats, 0)
+    static, logits, mask = None, None, torch.zeros(len(texts), total, dtype=torch.long, device=device)
     for chunk in _chunks(n_prompt, chunk_tokens):
         part = encode([texts[i] for i in chunk])
         out = forward(part)

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from awqguard.gates import cache
-from awqguard.report.ci import junit_error_xml, junit_xml, summary_markdown
+from awqguard.report.ci import junit_error_xml, junit_xml, summary_markdown, threshold_text
 from awqguard.report.html import write_report
 
 OUTPUT_FILES = {"results": "results.json", "items": "items.jsonl", "report": "report.html", "junit": "junit.xml",
@@ -25,10 +25,15 @@ STATUS_STYLE = {"pass": ("PASS", "green"), "fail": ("FAIL", "bold red"), "warn":
                 "skip": ("SKIP", "dim")}
 
 
+def results_body(results: dict) -> dict:
+    """What results.json holds: everything but the per-run records (those go to items.jsonl)."""
+    return {k: v for k, v in results.items() if k != "records"}
+
+
 def write_outputs(results: dict, out: Path) -> dict[str, Path]:
     out = Path(out)
     records = results.get("records", [])
-    body = {k: v for k, v in results.items() if k != "records"}
+    body = results_body(results)
     paths = {name: out / file for name, file in OUTPUT_FILES.items()}
     cache.write_atomic(paths["results"], json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8"))
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
@@ -59,8 +64,8 @@ def gate_table(results: dict) -> Table:
         table.add_column(col, **kw)
     for g in results["gates"]:
         word, style = STATUS_STYLE[g["status"]]
-        bar = f"{g['op']} {g['threshold']:g}" + (" (vs ref)" if g["basis"] == "reference" else "")
-        table.add_row(g["id"], g["metric"], _fmt(g["value"]), _fmt(g["reference"]), bar, f"[{style}]{word}[/]")
+        table.add_row(g["id"], g["metric"], _fmt(g["value"]), _fmt(g["reference"]), threshold_text(g),
+                      f"[{style}]{word}[/]")
     return table
 
 

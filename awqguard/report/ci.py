@@ -16,6 +16,14 @@ def _value(v) -> str:
     return "–" if v is None else f"{v:.4g}"
 
 
+def threshold_text(gate: dict, tolerance: bool = False) -> str:
+    """"<= 0.1", marked "(vs ref)" where the gate was judged against the reference (with its tolerance)."""
+    bar = f"{gate['op']} {gate['threshold']:g}"
+    if gate.get("basis") != "reference":
+        return bar
+    return bar + (f" (vs ref, tolerance {gate['tolerance']:g})" if tolerance else " (vs ref)")
+
+
 def gate_failure_text(gate: dict) -> str:
     """The few lines that explain a failed (or warned) gate: value vs threshold, worst items, symptoms, fixes."""
     lines = [f"{gate['id']}: {gate['message']}"]
@@ -84,9 +92,8 @@ def summary_markdown(results: dict, report_name: str = "report.html") -> str:
         lines += ["**Symptoms:** " + ", ".join(f"{x['title']} (`{x['id']}`)" for x in results["symptoms"]), ""]
     lines += ["| | gate | metric | candidate | reference | threshold |", "|---|---|---|---:|---:|---|"]
     for g in results["gates"]:
-        bar = f"{g['op']} {g['threshold']:g}" + (" (vs ref)" if g.get("basis") == "reference" else "")
         lines.append(f"| {icon[g['status']]} | {g['id']} | `{g['metric']}` | {_value(g['value'])} | "
-                     f"{_value(g['reference'])} | {bar} |")
+                     f"{_value(g['reference'])} | {threshold_text(g)} |")
     problems = [g for g in results["gates"] if g["status"] in ("fail", "warn")]
     if problems:
         lines += ["", "<details><summary>Failed and warned gates: evidence and fixes</summary>", ""]

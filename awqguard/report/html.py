@@ -14,6 +14,7 @@ import jinja2
 
 from awqguard.gates import cache
 from awqguard.report import svg
+from awqguard.report.ci import threshold_text
 
 TOP_DRIFT = 10          # items the "drifted most" filter shows
 ENV_KEYS = ("awqguard", "python", "torch", "transformers", "platform", "device", "dtype", "threads", "kernel_paths")
@@ -27,11 +28,6 @@ def _fmt(value, digits: int = 3) -> str:
     if isinstance(value, (int, float)):
         return f"{value:.{digits}f}" if abs(value) < 1000 else f"{value:.0f}"
     return str(value)
-
-
-def _threshold(gate: dict) -> str:
-    bar = f"{gate['op']} {gate['threshold']:g}"
-    return bar + (f" (vs ref, tolerance {gate['tolerance']:g})" if gate.get("basis") == "reference" else "")
 
 
 def _plots(results: dict, rows: list[dict]) -> list[dict]:
@@ -48,7 +44,8 @@ def _plots(results: dict, rows: list[dict]) -> list[dict]:
                 f"reference's early median); slope excess {_fmt(entropy.get('slope_excess'))} per 100 tokens.")
         kl = svg.line_chart("KL(reference ‖ candidate) over positions", [svg.Series("KL per token", entropy["kl"], "kl")],
                             "generated token", "KL (nats)")
-        kl_note = f"Mean {_fmt(sum(entropy['kl']) / max(1, len(entropy['kl'])))} nats over {entropy.get('sequences')} long items."
+        kl_mean = results.get("metrics", {}).get("continuation.kl_mean", {}).get("value")
+        kl_note = f"Mean {_fmt(kl_mean)} nats over {entropy.get('sequences')} long items."
     else:
         chart = svg.empty_chart("Entropy vs length", "the suite has no long items")
         kl = svg.empty_chart("KL over positions", "the suite has no long items")
@@ -90,7 +87,7 @@ def _rows(results: dict) -> list[dict]:
 
 def report_view(results: dict) -> dict:
     """Everything the page shows, in display order, from results.json's content."""
-    gates = [{**g, "threshold_text": _threshold(g), "value_text": _fmt(g["value"]),
+    gates = [{**g, "threshold_text": threshold_text(g, tolerance=True), "value_text": _fmt(g["value"]),
               "reference_text": _fmt(g["reference"])} for g in results["gates"]]
     failed = [g for g in gates if g["status"] == "fail"]
     failed_ids = {g["id"] for g in failed}
