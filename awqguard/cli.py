@@ -31,6 +31,15 @@ def _add_quantize(sub) -> None:
     p.add_argument("--seqlen", type=int, default=512, help="tokens per calibration sequence (default 512)")
     p.add_argument("--no-duo-scaling", action="store_true", help="scale by activations only (s = x^r)")
     p.add_argument("--no-clip", action="store_true", help="skip the weight clipping search")
+    p.add_argument("--rounding", choices=["nearest", "dh"], default="nearest",
+                   help="nearest (standard AWQ) or dh: Dynamic Heuristic greedy flips that cancel each row's "
+                        "expected output error, in the scale search and the final rounding (default nearest; "
+                        "see the README's measurement before choosing dh)")
+    p.add_argument("--max-flip-percent", type=float, default=0.01, metavar="SHARE",
+                   help="dh: most weights flipped per output row, as a share of in_features (default 0.01 = 1%%)")
+    p.add_argument("--knee-tolerance", type=float, default=0.0, metavar="SHARE",
+                   help="dh: move the Kneedle outlier cut by this share of the searched channels; positive "
+                        "protects more channels from flips, negative fewer (default 0.0)")
     p.add_argument("--not-convert", action="append", default=[], metavar="NAME",
                    help="module name (or part of one) to keep in full precision; repeatable")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device (default auto)")
@@ -53,7 +62,8 @@ def cmd_quantize(args) -> int:
     cfg = QuantConfig(w_bit=args.w_bit, group_size=group_size, zero_point=not args.no_zero_point,
                       version=args.version, modules_to_not_convert=tuple(args.not_convert),
                       n_samples=args.n_samples, seqlen=args.seqlen, duo_scaling=not args.no_duo_scaling,
-                      apply_clip=not args.no_clip, seed=args.seed)
+                      apply_clip=not args.no_clip, seed=args.seed, rounding=args.rounding,
+                      max_flip_percent=args.max_flip_percent, knee_tolerance=args.knee_tolerance)
     result = quantize(args.model, out=args.out, config=cfg, calib=args.calib, device=args.device,
                       force=args.force)
     rec = result.record
@@ -62,8 +72,10 @@ def cmd_quantize(args) -> int:
                       "calibration); nothing to do.")
     else:
         q = rec["quantization"]
+        dh = (f", dh rounding: {q['dh']['flipped_share']:.2%} of weights flipped, "
+              f"{q['dh']['outlier_share']:.2%} of channels protected" if "dh" in q else "")
         console.print(f"[green]wrote {args.out}[/]: {q['quantized_linears']} linears, w{cfg.w_bit} "
-                      f"g{cfg.group_size}{' (fake-quantized floats)' if rec['fake_quantized'] else ''}, "
+                      f"g{cfg.group_size}{' (fake-quantized floats)' if rec['fake_quantized'] else ''}{dh}, "
                       f"{rec['wall_time_s']:.0f} s")
     return EXIT_OK
 

@@ -48,6 +48,8 @@ BASE = {"--group-size": "32", "--n-samples": "8", "--seqlen": "32", "--calib": "
     ({"--n-samples": "5000"}, "calibration data has"),
     ({"--calib": "missing.txt"}, "calibration source missing.txt does not exist"),
     ({"--w-bit": "5"}, "w_bit must be one of"),
+    ({"--max-flip-percent": "1.5"}, "max_flip_percent is a share of in_features in [0, 1]"),
+    ({"--knee-tolerance": "-2"}, "knee_tolerance is a share of the searched channels in [-1, 1]"),
 ])
 def test_bad_input_exits_4_with_one_clear_line(tiny, change, expect):
     options = [x for kv in {**BASE, **change}.items() for x in kv]
@@ -56,6 +58,22 @@ def test_bad_input_exits_4_with_one_clear_line(tiny, change, expect):
     assert expect in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tiny / "bad").exists()
+
+
+def test_quantize_with_dh_rounding_records_what_it_did(tiny):
+    out = tiny / "q-dh"
+    r = awqguard("quantize", tiny / "tiny", "--out", out, "--group-size", "32", "--n-samples", "8",
+                 "--seqlen", "32", "--calib", tiny / "calib.jsonl", "--rounding", "dh",
+                 "--max-flip-percent", "0.05", "--knee-tolerance", "0.1")
+    assert r.returncode == 0, r.stderr
+    record = json.loads((out / "awqguard.json").read_text())
+    assert {k: record["config"][k] for k in ("rounding", "max_flip_percent", "knee_tolerance")} == {
+        "rounding": "dh", "max_flip_percent": 0.05, "knee_tolerance": 0.1}
+    dh = record["quantization"]["dh"]
+    assert 0 < dh["flipped_share"] <= 0.05 and 0 < dh["outlier_share"] < 1
+    assert f"{dh['flipped_share']:.2%} of weights flipped" in r.stderr
+    r = awqguard("quantize", "--out", tiny / "bad", "--rounding", "stochastic")
+    assert r.returncode == 2 and "invalid choice: 'stochastic'" in r.stderr
 
 
 def test_missing_model_and_unknown_option(tiny):

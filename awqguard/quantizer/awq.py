@@ -14,6 +14,8 @@ from awqguard import progress
 from awqguard.errors import ConfigError, ModelLoadError
 from awqguard.kernels.wqlinear import AWQLinear
 from awqguard.quantizer import rounding
+from awqguard.quantizer.kneedle import outlier_channels
+from awqguard.quantizer.rounders import round_weight
 from awqguard.quantizer.apply import apply_clip, fold_scale
 from awqguard.quantizer.blocks import CallRecorder, InputStats, capture_block_inputs, run_block
 from awqguard.quantizer.config import QuantConfig, workable_group_sizes
@@ -31,6 +33,10 @@ class BlockReport:
     ratios: dict[str, float] = field(default_factory=dict)      # mapping prev -> chosen ratio
     fold_error: float = 0.0                                       # relative output change from folding
     quantized: list[str] = field(default_factory=list)
+    weights: int = 0                                              # weights rounded in this block
+    flipped: int = 0                                              # dh: weights moved off nearest
+    outlier_channels: int = 0                                     # dh: input channels never flipped
+    channels: int = 0                                             # dh: input channels of its linears
 
 
 @dataclass
@@ -44,10 +50,15 @@ class QuantReport:
         return sum(len(b.quantized) for b in self.blocks)
 
     def to_dict(self) -> dict:
-        return {"model_type": self.model_type, "quantized_linears": self.quantized_linears,
-                "seconds": round(self.seconds, 2),
-                "max_fold_error": max((b.fold_error for b in self.blocks), default=0.0),
-                "ratios": {b.name: b.ratios for b in self.blocks}}
+        d = {"model_type": self.model_type, "quantized_linears": self.quantized_linears,
+             "seconds": round(self.seconds, 2),
+             "max_fold_error": max((b.fold_error for b in self.blocks), default=0.0),
+             "ratios": {b.name: b.ratios for b in self.blocks}}
+        channels = sum(b.channels for b in self.blocks)
+        if channels:    # dh rounding ran: how much it changed, and how much Kneedle protected
+            d["dh"] = {"flipped_share": sum(b.flipped for b in self.blocks) / sum(b.weights for b in self.blocks),
+                       "outlier_share": sum(b.outlier_channels for b in self.blocks) / channels}
+        return d
 
 
 # ---- checks before any work ---------------------------------------------------------------------
@@ -139,13 +150,16 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
     # 3. scale search (no weight changes), then 4. fold all scales at once
     scales = []
     for rm in mappings:
-        x_mean = stats.mean(_name_of(linears, rm.linears[0])).to(device)
+        first = _name_of(linears, rm.linears[0])
         args, kwargs, out = recorder.calls[id(rm.inspect)]
-        s, ratio, _ = search_scale(rm, x_mean, InspectCall(args, kwargs, out), cfg)
+        s, ratio, _ = search_scale(rm, stats.mean(first).to(device), InspectCall(args, kwargs, out), cfg,
+                                   stats.signed_mean(first).to(device))
         scales.append((rm, s))
         report.ratios[rm.mapping.prev] = ratio
+    folded = {}     # linear name -> the scale folded into its input columns
     for rm, s in scales:
         fold_scale(rm, s, arch.norm_offset)
+        folded.update({_name_of(linears, lin): s for lin in rm.linears})
 
     # the folded block must compute what it computed before; also records clip inputs
     recorder = CallRecorder(linears, {})
@@ -165,7 +179,10 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
         if cfg.apply_clip and not any(frag in name for frag in arch.no_clip):
             x = sample_rows(recorder.linear_inputs[name], cfg.clip_tokens, cfg.seed)
             apply_clip(lin, search_clip(lin.weight, x, cfg), cfg.group_size)
-        replace_linear(block, name, lin, cfg)
+        means = stats.signed_mean(name).to(device)
+        if name in folded:     # the folded layer sees x / s
+            means = means / folded[name].float()
+        replace_linear(block, name, lin, cfg, means, report)
         report.quantized.append(name)
     block.to("cpu")
     return next_hidden, report
@@ -175,14 +192,22 @@ def _name_of(linears: dict[str, nn.Linear], module: nn.Module) -> str:
     return next(n for n, m in linears.items() if m is module)
 
 
-def replace_linear(block: nn.Module, name: str, lin: nn.Linear, cfg: QuantConfig) -> None:
-    """Round `lin` (the submodule `name` of `block`) on cfg's grid: an AWQLinear when packed, else
-    its weight replaced by the dequantized floats."""
+def replace_linear(block: nn.Module, name: str, lin: nn.Linear, cfg: QuantConfig,
+                   means: torch.Tensor | None = None, report: BlockReport | None = None) -> None:
+    """Round `lin` (the submodule `name` of `block`) on cfg's grid in cfg's rounding mode: an
+    AWQLinear when packed, else its weight replaced by the dequantized floats. `means` [in] is E[x]
+    of the layer's input (needed by dh); `report` counts what dh did."""
     w = lin.weight.detach().float()
+    qw = round_weight(w, cfg, means)
+    if report is not None and cfg.rounding == "dh":
+        nearest = rounding.quantize(w, cfg.w_bit, cfg.group_size, cfg.zero_point)
+        report.weights += w.numel()
+        report.flipped += int((qw.q != nearest.q).sum())
+        report.outlier_channels += int(outlier_channels(means.abs(), cfg.knee_tolerance).sum())
+        report.channels += w.shape[1]
     if not cfg.packed:     # 2/3/8 bits: keep the dequantized floats (fake quantization)
-        lin.weight.copy_(rounding.fake_quantize(w, cfg.w_bit, cfg.group_size, cfg.zero_point).to(lin.weight.dtype))
+        lin.weight.copy_(qw.dequantize().to(lin.weight.dtype))
         return
-    qw = rounding.quantize(w, cfg.w_bit, cfg.group_size, cfg.zero_point)
     new = AWQLinear.from_quantized(qw, lin.bias).to(lin.weight.device)
     new.set_path("dequant")
     block.set_submodule(name, new)

@@ -87,23 +87,31 @@ def run_block(block: nn.Module, hidden: torch.Tensor, call: BlockCall, chunk: in
 
 
 class InputStats:
-    """Running Σ|x| and token counts for each linear's input: no activations are kept."""
+    """Running Σ|x|, Σx and token counts for each linear's input: no activations are kept.
+    E|x| is AWQ's salience; the signed E[x] is what dh rounding balances errors against."""
 
     def __init__(self, linears: dict[str, nn.Linear]):
         self.sum_abs = {n: torch.zeros(m.in_features, dtype=torch.float32) for n, m in linears.items()}
+        self.sum = {n: torch.zeros(m.in_features, dtype=torch.float32) for n, m in linears.items()}
         self.count = {n: 0 for n in linears}
         self._hooks = [m.register_forward_hook(self._hook(n)) for n, m in linears.items()]
 
     def _hook(self, name: str) -> Callable:
         def hook(module, inputs, output):
             x = inputs[0].detach()
-            flat = x.reshape(-1, x.shape[-1])
-            self.sum_abs[name] += flat.abs().float().sum(dim=0).cpu()
+            flat = x.reshape(-1, x.shape[-1]).float()
+            self.sum_abs[name] += flat.abs().sum(dim=0).cpu()
+            self.sum[name] += flat.sum(dim=0).cpu()
             self.count[name] += flat.shape[0]
         return hook
 
     def mean(self, name: str) -> torch.Tensor:
+        """E|x| per input channel."""
         return self.sum_abs[name] / max(1, self.count[name])
+
+    def signed_mean(self, name: str) -> torch.Tensor:
+        """E[x] per input channel."""
+        return self.sum[name] / max(1, self.count[name])
 
     def remove(self) -> None:
         for h in self._hooks:

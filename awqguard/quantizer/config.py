@@ -11,6 +11,7 @@ from awqguard.errors import ConfigError
 SUPPORTED_BITS = (2, 3, 4, 8)   # 4 is packed; 2, 3 and 8 are fake-quantized (dequantized floats saved)
 PACKED_BITS = (4,)
 VERSIONS = ("gemm", "gemv")
+ROUNDINGS = ("nearest", "dh")   # dh: Dynamic Heuristic greedy flips (DESIGN.md §3 item 8)
 
 # AutoAWQ's quant_config / quantize() keyword names -> ours.
 ALIASES = {
@@ -38,10 +39,15 @@ class QuantConfig:
     seed: int = 0                    # calibration sampling and loss-token subsample
     loss_tokens: int = 4096          # tokens the grid loss is computed on (whole sequences)
     clip_tokens: int = 512           # tokens the clip search is computed on
+    rounding: str = "nearest"        # "dh": greedy flips towards zero expected row error, in search and final
+    max_flip_percent: float = 0.01   # dh: at most this share of in_features flipped per output row
+    knee_tolerance: float = 0.0      # dh: moves the Kneedle outlier cut by this share of the searched half
 
     def __post_init__(self) -> None:
         if isinstance(self.version, str):
             self.version = self.version.lower()
+        if isinstance(self.rounding, str):
+            self.rounding = self.rounding.lower()
         if self.modules_to_not_convert is None:
             self.modules_to_not_convert = ()
         self.modules_to_not_convert = tuple(self.modules_to_not_convert)
@@ -53,6 +59,14 @@ class QuantConfig:
                 f"group_size must be -1 (whole row) or a power of two >= 8 such as 32, 64 or 128; got {g}")
         if self.version not in VERSIONS:
             raise ConfigError(f"version must be one of {VERSIONS}; got {self.version!r}")
+        if self.rounding not in ROUNDINGS:
+            raise ConfigError(f"rounding must be one of {ROUNDINGS}; got {self.rounding!r}")
+        if not 0.0 <= float(self.max_flip_percent) <= 1.0:
+            raise ConfigError(f"max_flip_percent is a share of in_features in [0, 1] (0.01 = 1%); "
+                              f"got {self.max_flip_percent}")
+        if not -1.0 <= float(self.knee_tolerance) <= 1.0:
+            raise ConfigError(f"knee_tolerance is a share of the searched channels in [-1, 1] "
+                              f"(positive protects more outlier channels); got {self.knee_tolerance}")
         for name in ("n_samples", "seqlen", "n_grid", "loss_tokens", "clip_tokens"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer; got {getattr(self, name)}")

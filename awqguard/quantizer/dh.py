@@ -44,7 +44,7 @@ def dh_quantize(w: torch.Tensor, means: torch.Tensor, w_bit: int, group_size: in
         valid &= ~outliers.to(torch.bool).unsqueeze(0)
     closeness = (0.5 - (exact - q).abs())                               # 0 at the boundary
     key = torch.where(valid, closeness, torch.full_like(closeness, float("inf")))
-    order = key.argsort(dim=1)[:, :max_flips]
+    order = key.topk(min(max_flips, in_f), dim=1, largest=False).indices     # ascending: nearest first
     taken_valid = valid.gather(1, order)
     sizes = impact.abs().gather(1, order) * taken_valid
     reach = e.abs().unsqueeze(1)

@@ -35,24 +35,29 @@ def knee_index(values: Sequence[float], sensitivity: float = 1.0) -> int | None:
         return None
     x = np.linspace(0.0, 1.0, n)
     diff = (1.0 - (y - y[-1]) / span) - x
-    step = sensitivity / (n - 1)
-    maxima = [i for i in range(1, n - 1) if diff[i] >= diff[i - 1] and diff[i] > diff[i + 1]]
-    for k, i in enumerate(maxima):
-        threshold = diff[i] - step
-        end = maxima[k + 1] if k + 1 < len(maxima) else n
-        if np.any(diff[i + 1:end] < threshold):
-            return i
-    return None
+    interior = diff[1:-1]
+    maxima = np.flatnonzero((interior >= diff[:-2]) & (interior > diff[2:])) + 1
+    if not len(maxima):
+        return None
+    # lowest point after each maximum, up to the next one (a maximum never lowers its segment's min)
+    lowest_after = np.minimum.reduceat(diff, maxima + 1)
+    falls = lowest_after < diff[maxima] - sensitivity / (n - 1)
+    return int(maxima[np.argmax(falls)]) if falls.any() else None
 
 
-def outlier_channels(abs_means: torch.Tensor, sensitivity: float = 1.0) -> torch.Tensor:
+def outlier_channels(abs_means: torch.Tensor, tolerance: float = 0.0, sensitivity: float = 1.0) -> torch.Tensor:
     """Boolean mask [in_features] of the channels whose mean |activation| lies before the knee of the
-    first half of the sorted curve; the top 5% when that half has no knee."""
+    first half of the sorted curve; the top 5% when that half has no knee.
+
+    `tolerance` (the CLI's --knee-tolerance) moves the cut by that share of the searched half, as the
+    seed's implementation does: 0.1 protects 10% of the half more, a negative value fewer.
+    """
     values = abs_means.detach().float().abs().cpu()
     order = torch.argsort(values, descending=True)
     head = values[order][: max(3, len(values) // 2)].numpy()
     knee = knee_index(head, sensitivity)
     count = knee if knee is not None else max(1, round(FALLBACK_SHARE * len(values)))
+    count = min(len(values), max(0, count + int(tolerance * len(head))))
     mask = torch.zeros(len(values), dtype=torch.bool)
     mask[order[:count]] = True
     return mask

@@ -7,6 +7,11 @@ Scale search, per mapping (prev -> linears, checked module f):
     L(r) = ‖f(X; Q(W·s)/s) − f(X; W)‖²  over r = i / n_grid,  keep argmin
 Clip search, per linear: for shrink c in 1.0, 0.95, ..., 0.55 and every (row, group),
     err(c) = mean_tokens (X_g·Q(clamp(W_g, ±c·max|W_g|)) − X_g·W_g)²,  keep argmin.
+
+Q is the config's rounding mode in the scale search (dh rounds W·s against the means E[x]/s the
+scaled layer will see). The clip search always rounds to nearest: it scores each (row, group) on
+its own, while dh's flips balance a whole row's error across groups, so a per-group score would
+judge flips by a yardstick they do not aim at; the final rounding after clipping is dh again.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from torch.func import functional_call
 
 from awqguard.quantizer.config import QuantConfig, group_size_for
 from awqguard.quantizer.mappings import ResolvedMapping
+from awqguard.quantizer.rounders import fake_round
 from awqguard.quantizer.rounding import fake_quantize
 
 CLIP_SHRINKS = tuple(1.0 - i / 20 for i in range(10))     # 1.0 ... 0.55
@@ -55,14 +61,10 @@ def candidate_scale(x_mean: torch.Tensor, w_mean: torch.Tensor, ratio: float, du
     return s / (s.max() * s.min()).sqrt()
 
 
-def _rounder(cfg: QuantConfig):
-    return lambda w: fake_quantize(w, cfg.w_bit, cfg.group_size, cfg.zero_point)
-
-
-def search_scale(rm: ResolvedMapping, x_mean: torch.Tensor, call: InspectCall,
-                 cfg: QuantConfig) -> tuple[torch.Tensor, float, list[float]]:
-    """(best s [in], best ratio, loss per ratio) for one mapping."""
-    rounder = _rounder(cfg)
+def search_scale(rm: ResolvedMapping, x_mean: torch.Tensor, call: InspectCall, cfg: QuantConfig,
+                 signed_mean: torch.Tensor | None = None) -> tuple[torch.Tensor, float, list[float]]:
+    """(best s [in], best ratio, loss per ratio) for one mapping. `x_mean` is E|x| (the salience
+    the scales come from); `signed_mean` is E[x], which dh rounding needs."""
     x_mean = x_mean.float()
     w_mean = weight_mean(rm.linears, cfg.group_size).to(x_mean.device)
     target = call.output.float()
@@ -71,10 +73,11 @@ def search_scale(rm: ResolvedMapping, x_mean: torch.Tensor, call: InspectCall,
     for i in range(cfg.n_grid):
         ratio = i / cfg.n_grid
         s = candidate_scale(x_mean, w_mean, ratio, cfg.duo_scaling)
+        means = signed_mean.float().to(s.device) / s if signed_mean is not None else None
         params = {}
         for name, lin in zip(rm.linear_names, rm.linears):
             w = lin.weight.detach()
-            params[f"{name}.weight" if name else "weight"] = (rounder(w.float() * s) / s).to(w.dtype)
+            params[f"{name}.weight" if name else "weight"] = (fake_round(w.float() * s, cfg, means) / s).to(w.dtype)
         with torch.no_grad():
             out = first_tensor(functional_call(rm.inspect, params, call.args, call.kwargs))
         loss = float((out.float() - target).pow(2).mean())
@@ -87,8 +90,8 @@ def search_scale(rm: ResolvedMapping, x_mean: torch.Tensor, call: InspectCall,
 
 
 def search_clip(weight: torch.Tensor, x: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
-    """Best clip value per (row, group): float [out, in/g]. `x` is [tokens, in]."""
-    rounder = _rounder(cfg)
+    """Best clip value per (row, group): float [out, in/g]. `x` is [tokens, in]. Rounds to nearest
+    whatever cfg.rounding says (see the module docstring)."""
     w = weight.detach().float()
     out_f, in_f = w.shape
     g = group_size_for(in_f, cfg.group_size)
@@ -107,7 +110,7 @@ def search_clip(weight: torch.Tensor, x: torch.Tensor, cfg: QuantConfig) -> torc
         for shrink in CLIP_SHRINKS:
             limit = (max_abs * shrink).unsqueeze(-1)
             clipped = torch.maximum(torch.minimum(wg, limit), -limit).reshape(rows, in_f)
-            q = rounder(clipped).reshape(rows, n_groups, g)
+            q = fake_quantize(clipped, cfg.w_bit, cfg.group_size, cfg.zero_point).reshape(rows, n_groups, g)
             err = (torch.bmm(xg, q.permute(1, 2, 0)) - ref).pow(2).mean(dim=1).t()   # [rows, ng]
             better = err < best_err
             best_err = torch.where(better, err, best_err)

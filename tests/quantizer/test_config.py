@@ -16,7 +16,8 @@ def test_autoawq_quantize_kwargs_replace():
 
 
 @pytest.mark.parametrize("bad", [{"w_bit": 5}, {"group_size": 96}, {"group_size": 0}, {"version": "marlin"},
-                                 {"n_samples": 0}])
+                                 {"n_samples": 0}, {"rounding": "stochastic"}, {"max_flip_percent": -0.1},
+                                 {"max_flip_percent": 2}, {"knee_tolerance": 1.5}])
 def test_invalid_values_name_what_is_allowed(bad):
     with pytest.raises(ConfigError) as err:
         QuantConfig(**bad)
@@ -30,3 +31,10 @@ def test_unknown_key():
 
 def test_workable_group_sizes():
     assert workable_group_sizes([576, 1536]) == [64, 32, 16, -1]
+
+
+def test_rounding_options_round_trip_and_accept_any_case():
+    cfg = QuantConfig.from_dict({"rounding": "DH", "max_flip_percent": 0.02, "knee_tolerance": -0.1})
+    assert (cfg.rounding, cfg.max_flip_percent, cfg.knee_tolerance) == ("dh", 0.02, -0.1)
+    assert QuantConfig.from_dict(cfg.to_dict()) == cfg
+    assert QuantConfig().rounding == "nearest"

@@ -48,3 +48,13 @@ def test_outlier_channels_fall_back_to_the_top_five_percent():
     means = torch.linspace(1.0, 0.5, 200)                                   # no knee: a straight ramp
     mask = outlier_channels(means)
     assert mask.sum() == 10 and mask[:10].all()
+
+
+def test_knee_tolerance_moves_the_cut_by_a_share_of_the_searched_half():
+    means = torch.full((256,), 0.1) + torch.rand(256, generator=torch.Generator().manual_seed(0)) * 0.01
+    means[[3, 40, 77, 200]] = torch.tensor([9.0, 8.0, 7.5, 7.0])
+    assert outlier_channels(means, tolerance=0.0).sum() == 4
+    wider = outlier_channels(means, tolerance=0.1)                          # + int(0.1 * 128) channels
+    assert wider.sum() == 4 + 12 and wider[[3, 40, 77, 200]].all()
+    assert outlier_channels(means, tolerance=-0.1).sum() == 0              # never below none
+    assert outlier_channels(means, tolerance=1.0).sum() == 4 + 128
