@@ -98,8 +98,9 @@ def load_candidate(config: dict, ref_source: ModelSource, ref_fp: str, ref_token
         qcfg = _quant_config(config)
         out = cache.entry("candidates", cache.cache_key({"model": ref_fp, "quant": qcfg.to_dict()}))
         result = quantize(config["reference"], out=out, config=qcfg)
+        rounding = "" if qcfg.rounding == "nearest" else f", {qcfg.rounding} rounding"
         return result.model, result.tokenizer, {"source": f"{ref_source.label} quantized by awqguard (AWQ "
-                                                          f"w{qcfg.w_bit} g{qcfg.group_size})", "path": str(out),
+                                                          f"w{qcfg.w_bit} g{qcfg.group_size}{rounding})", "path": str(out),
                                                 "fingerprint": cache.cache_key(result.record["identity"]),
                                                 "quantized": True, "reused": result.reused}
     source = resolve_model(spec)
