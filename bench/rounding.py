@@ -14,8 +14,9 @@ dh minus nearest paired by seed, with a plain verdict per metric:
 Target (issue 5): dh quantization is at most 50% slower than nearest on the same settings (exit 1
 otherwise). One quantization with the default settings takes ~6 min on 2 cores, most of it the scale
 search's loss on 4096 tokens, so the bench defaults to 32 x 512 calibration tokens and a 2048-token
-search loss (12 quantizations and their evaluations in ~55 min). dh's extra cost (the flips, per candidate scale) does not
-grow with the loss tokens, so the slowdown measured here is an upper bound for the defaults.
+search loss (12 quantizations and their evaluations in ~55 min). dh's extra cost (the flips, per
+candidate scale) does not grow with the loss tokens, so the slowdown measured here is an upper
+bound for the defaults.
 
     python bench/rounding.py                                   # w4 g64 and w3 g64, seeds 0 1 2
     python bench/rounding.py --widths 4 --seeds 0 --n-samples 8 --max-windows 4   # quick look
