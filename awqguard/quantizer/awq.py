@@ -14,12 +14,12 @@ from awqguard import progress
 from awqguard.errors import ConfigError, ModelLoadError
 from awqguard.kernels.wqlinear import AWQLinear
 from awqguard.quantizer import rounding
-from awqguard.quantizer.kneedle import outlier_channels
-from awqguard.quantizer.rounders import round_weight
 from awqguard.quantizer.apply import apply_clip, fold_scale
 from awqguard.quantizer.blocks import CallRecorder, InputStats, capture_block_inputs, run_block
 from awqguard.quantizer.config import QuantConfig, workable_group_sizes
+from awqguard.quantizer.kneedle import outlier_channels
 from awqguard.quantizer.mappings import Architecture, find_blocks, resolve_architecture, resolve_block
+from awqguard.quantizer.rounders import round_weight
 from awqguard.quantizer.search import InspectCall, sample_rows, search_clip, search_scale
 
 log = logging.getLogger(__name__)
