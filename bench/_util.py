@@ -40,3 +40,20 @@ def measure():
 def emit(payload: dict) -> None:
     json.dump(payload, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def versions() -> dict:
+    """The versions and thread count a quantization benchmark's numbers depend on."""
+    import platform
+
+    import torch
+
+    from awqguard import __version__
+    return {"awqguard": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads()}
+
+
+def emit_with_targets(payload: dict) -> int:
+    """Print the payload; exit status 0 when every entry of payload["targets"] holds, else 1."""
+    emit(payload)
+    return 0 if all(payload["targets"].values()) else 1

@@ -20,7 +20,7 @@ import time
 import torch
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _util import emit  # noqa: E402
+from _util import emit_with_targets  # noqa: E402
 
 from awqguard.doctor import machine_facts  # noqa: E402
 from awqguard.kernels.paths import available_paths, default_path  # noqa: E402
@@ -109,8 +109,7 @@ def main(argv=None) -> int:
         "gpu": "not measured: this machine has no CUDA device" if not torch.cuda.is_available() else "see cuda-int4",
         "environment": machine_facts(),
     }
-    emit(payload)
-    return 0 if all(payload["targets"].values()) else 1
+    return emit_with_targets(payload)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import sys
 import time
 
 import torch
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _util import emit, measure  # noqa: E402
+from _util import emit_with_targets, measure, versions  # noqa: E402
 
-from awqguard import QuantConfig, __version__, quantize  # noqa: E402
+from awqguard import QuantConfig, quantize  # noqa: E402
 from awqguard.gates.perplexity import heldout_windows, model_perplexity  # noqa: E402
 from awqguard.models import load_reference  # noqa: E402
 from awqguard.quantizer.rtn import rtn_fake_quantize  # noqa: E402
@@ -88,11 +87,9 @@ def main(argv=None) -> int:
         "model_load_s": round(load_seconds, 2),
         "targets": {"gap_recovered_share>=0.55": bool(share >= TARGET_SHARE),
                     "quantize_wall_s<=600": bool(cost["seconds"] <= TARGET_SECONDS)},
-        "environment": {"awqguard": __version__, "torch": torch.__version__, "python": platform.python_version(),
-                        "threads": torch.get_num_threads()},
+        "environment": versions(),
     }
-    emit(payload)
-    return 0 if all(payload["targets"].values()) else 1
+    return emit_with_targets(payload)
 
 
 if __name__ == "__main__":

@@ -26,17 +26,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import statistics
 import sys
 
 import torch
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _util import emit, measure  # noqa: E402
+from _util import emit_with_targets, measure, versions  # noqa: E402
 
-from awqguard import QuantConfig, __version__, quantize  # noqa: E402
-from awqguard.gates.perplexity import compare_models, heldout_windows  # noqa: E402
+from awqguard import QuantConfig, quantize  # noqa: E402
+from awqguard.gates.perplexity import compare_models, heldout_windows, model_perplexity  # noqa: E402
 from awqguard.models import load_reference  # noqa: E402
 from awqguard.texts import default_calibration, stdlib_docstrings  # noqa: E402
 
@@ -112,7 +111,7 @@ def main(argv=None) -> int:
     reference, tokenizer, source = load_reference()
     windows = heldout_windows(tokenizer, stdlib_docstrings(), 512, args.max_windows)
     calib = default_calibration()
-    float_ppl = compare_models(reference, reference, windows).ppl_reference
+    float_ppl = model_perplexity(reference, windows)
     rows = []
     for w_bit in widths:
         for seed in seeds:
@@ -138,11 +137,9 @@ def main(argv=None) -> int:
         "summary": summary,
         "targets": {f"{k}: dh quantize time <= {MAX_SLOWDOWN}x nearest": bool(v <= MAX_SLOWDOWN)
                     for k, v in slowdowns.items()},
-        "environment": {"awqguard": __version__, "torch": torch.__version__, "python": platform.python_version(),
-                        "threads": torch.get_num_threads()},
+        "environment": versions(),
     }
-    emit(payload)
-    return 0 if all(payload["targets"].values()) else 1
+    return emit_with_targets(payload)
 
 
 if __name__ == "__main__":
