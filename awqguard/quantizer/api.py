@@ -70,7 +70,7 @@ def quantize(
         tokenizer = tokenizer or load_tokenizer(source)
 
     texts, labels = gather_texts(calib)
-    calib_set = build_samples(texts, tokenizer, cfg.n_samples, cfg.seqlen, cfg.seed, labels)
+    calib_set = build_samples(texts, tokenizer, cfg.n_samples, cfg.seqlen, cfg.seed, labels, cfg.n_samples_unit)
     identity = {"model": model_fp, "config": cfg.to_dict(), "calibration": calib_set.fingerprint,
                 "awqguard": awqguard.__version__}
     if out is not None and check_output_folder(Path(out), identity, force):

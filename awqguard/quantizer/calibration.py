@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import torch
 
 from awqguard.errors import CalibrationError
+from awqguard.files import read_text
 from awqguard.texts import default_calibration as builtin_texts
 
 BUILTIN_DEFAULT = "builtin:python-docs"
@@ -25,11 +26,20 @@ BUILTIN_DEFAULT = "builtin:python-docs"
 
 @dataclass
 class CalibrationSet:
-    """Token samples [n, seqlen] plus what they were made from."""
+    """Token samples [n, seqlen] plus what they were made from.
+
+    `unit` is what n_samples counted ("blocks" or "texts"); `texts_kept` is how many texts went into
+    the token stream, and the skipped counts are the texts left out for being longer than seqlen
+    tokens or empty ("texts" unit only), so the record says why fewer blocks came out than asked.
+    """
 
     samples: torch.Tensor
     sources: list[str]
     available_tokens: int
+    unit: str = "blocks"
+    texts_kept: int = 0
+    skipped_too_long: int = 0
+    skipped_empty: int = 0
 
     @property
     def fingerprint(self) -> str:
@@ -37,7 +47,9 @@ class CalibrationSet:
 
     def describe(self) -> dict:
         n, t = self.samples.shape
-        return {"sources": self.sources, "n_samples": n, "seqlen": t,
+        return {"sources": self.sources, "n_samples_unit": self.unit, "n_samples": n, "blocks": n,
+                "seqlen": t, "texts_kept": self.texts_kept,
+                "texts_skipped": {"too_long": self.skipped_too_long, "empty": self.skipped_empty},
                 "available_tokens": self.available_tokens, "fingerprint": self.fingerprint}
 
 
@@ -47,7 +59,7 @@ def _paragraphs(text: str) -> list[str]:
 
 def _read_jsonl(path: Path) -> list[str]:
     texts = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_text(path, CalibrationError).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -79,12 +91,17 @@ def _read_saved_dataset(folder: Path) -> list[str]:
 
 def _read_suite_corpus(folder: Path) -> list[str]:
     import yaml
-    suite = yaml.safe_load((folder / "suite.yaml").read_text(encoding="utf-8")) or {}
+    try:
+        suite = yaml.safe_load(read_text(folder / "suite.yaml", CalibrationError)) or {}
+    except yaml.YAMLError as exc:
+        raise CalibrationError(f"{folder / 'suite.yaml'}: not valid YAML ({exc})".replace("\n", " ")) from None
+    if not isinstance(suite, dict):
+        raise CalibrationError(f"{folder / 'suite.yaml'}: must be a mapping with corpus and items")
     corpus = folder / str(suite.get("corpus", "corpus"))
     files = sorted(corpus.glob("**/*.md"))
     if not files:
         raise CalibrationError(f"{folder}: suite corpus folder {corpus} holds no .md files")
-    return [p for f in files for p in _paragraphs(f.read_text(encoding="utf-8"))]
+    return [p for f in files for p in _paragraphs(read_text(f, CalibrationError))]
 
 
 def read_source(source: str | Path) -> list[str]:
@@ -110,7 +127,7 @@ def read_source(source: str | Path) -> list[str]:
     if path.suffix == ".jsonl":
         return _read_jsonl(path)
     if path.suffix in (".txt", ".md"):
-        return _paragraphs(path.read_text(encoding="utf-8"))
+        return _paragraphs(read_text(path, CalibrationError))
     raise CalibrationError(f"calibration file {path}: use .txt, .md or .jsonl (with a \"text\" field)")
 
 
@@ -161,8 +178,16 @@ def token_stream(tokenizer, texts: Iterable[str]) -> list[int]:
 
 
 def build_samples(texts: Iterable[str], tokenizer, n_samples: int, seqlen: int, seed: int,
-                  sources: list[str] | None = None) -> CalibrationSet:
-    """Concatenate the tokenized texts (EOS between them) and take `n_samples` disjoint windows."""
+                  sources: list[str] | None = None, unit: str = "blocks") -> CalibrationSet:
+    """Calibration samples, with `n_samples` counted in `unit` (QuantConfig.n_samples_unit).
+
+    "blocks": `n_samples` disjoint windows of `seqlen` tokens from the EOS-joined stream, chosen by
+    `seed`; refused when the text is too short. "texts": AutoAWQ's max_calib_samples (see
+    `text_samples`); the texts are taken in order, so `seed` chooses nothing here.
+    """
+    if unit == "texts":
+        return text_samples(texts, tokenizer, n_samples, seqlen, sources)
+    texts = list(texts)
     stream = token_stream(tokenizer, texts)
     need = n_samples * seqlen
     if len(stream) < need:
@@ -173,4 +198,45 @@ def build_samples(texts: Iterable[str], tokenizer, n_samples: int, seqlen: int, 
             f"calibration data has {len(stream):,} tokens, less than one {seqlen}-token sample: add text (--calib)")
     windows = torch.tensor(stream[: (len(stream) // seqlen) * seqlen]).reshape(-1, seqlen)
     pick = torch.randperm(len(windows), generator=torch.Generator().manual_seed(seed))[:n_samples]
-    return CalibrationSet(windows[pick.sort().values], sources or [], len(stream))
+    return CalibrationSet(windows[pick.sort().values], sources or [], len(stream), "blocks", len(texts))
+
+
+def text_samples(texts: Iterable[str], tokenizer, n_texts: int, seqlen: int,
+                 sources: list[str] | None = None) -> CalibrationSet:
+    """AutoAWQ's calibration: the first `n_texts` texts that fit, joined, cut into whole blocks.
+
+    Each text is stripped and encoded with `tokenizer.encode` (special tokens as the tokenizer adds
+    them); texts longer than `seqlen` tokens or encoding to nothing are skipped. The kept tokens are
+    concatenated with no separator and cut into floor(total / seqlen) blocks, however many that is,
+    so AutoAWQ users get the same blocks for the same texts. Texts are taken in order: no seed.
+    """
+    kept, too_long, empty = _first_fitting_texts(texts, tokenizer, n_texts, seqlen)
+    stream = [t for ids in kept for t in ids]
+    n_blocks = len(stream) // seqlen
+    if n_blocks == 0:
+        raise CalibrationError(
+            f"calibration data makes no {seqlen}-token block: {len(kept)} texts kept ({too_long} longer than "
+            f"{seqlen} tokens and {empty} empty skipped) give {len(stream):,} tokens; add text, raise "
+            f"max_calib_samples or lower max_calib_seq_len")
+    samples = torch.tensor(stream[: n_blocks * seqlen]).reshape(n_blocks, seqlen)
+    return CalibrationSet(samples, sources or [], len(stream), "texts", len(kept), too_long, empty)
+
+
+def _first_fitting_texts(texts: Iterable[str], tokenizer, n_texts: int,
+                         seqlen: int) -> tuple[list[list[int]], int, int]:
+    """(token ids of the first `n_texts` usable texts, texts skipped as too long, as empty).
+
+    Stops at the n-th kept text, so texts after it are not read (nor counted as skipped)."""
+    kept: list[list[int]] = []
+    too_long = empty = 0
+    for text in texts:
+        if len(kept) == n_texts:
+            break
+        ids = tokenizer.encode(text.strip())
+        if len(ids) > seqlen:
+            too_long += 1
+        elif not ids:
+            empty += 1
+        else:
+            kept.append(ids)
+    return kept, too_long, empty

@@ -12,6 +12,9 @@ SUPPORTED_BITS = (2, 3, 4, 8)   # 4 is packed; 2, 3 and 8 are fake-quantized (de
 PACKED_BITS = (4,)
 VERSIONS = ("gemm", "gemv")
 ROUNDINGS = ("nearest", "dh")   # dh: Dynamic Heuristic greedy flips (DESIGN.md §3 item 8)
+# What n_samples counts: "blocks" of seqlen tokens (awqguard's meaning), or "texts" taken in order and
+# then cut into as many blocks as they make (AutoAWQ's max_calib_samples).
+N_SAMPLES_UNITS = ("blocks", "texts")
 
 # AutoAWQ's quant_config / quantize() keyword names -> ours.
 ALIASES = {
@@ -31,12 +34,13 @@ class QuantConfig:
     zero_point: bool = True          # False = symmetric grid with a fixed zero of 2^(b-1)
     version: str = "gemm"            # checkpoint layout / kernel family
     modules_to_not_convert: tuple[str, ...] = ()
-    n_samples: int = 128             # calibration sequences
+    n_samples: int = 128             # calibration blocks, or texts (see n_samples_unit)
+    n_samples_unit: str = "blocks"   # "texts": AutoAWQ's max_calib_samples, set by that keyword
     seqlen: int = 512                # tokens per calibration sequence
     duo_scaling: bool = True         # s = x^r / w^(1-r) instead of x^r
     apply_clip: bool = True
     n_grid: int = 20                 # ratios r = i / n_grid
-    seed: int = 0                    # calibration sampling and loss-token subsample
+    seed: int = 0                    # which blocks ("blocks" unit only) and the loss-token subsample
     loss_tokens: int = 4096          # tokens the grid loss is computed on (whole sequences)
     clip_tokens: int = 512           # tokens the clip search is computed on
     rounding: str = "nearest"        # "dh": greedy flips towards zero expected row error, in search and final
@@ -48,6 +52,8 @@ class QuantConfig:
             self.version = self.version.lower()
         if isinstance(self.rounding, str):
             self.rounding = self.rounding.lower()
+        if isinstance(self.n_samples_unit, str):
+            self.n_samples_unit = self.n_samples_unit.lower()
         if self.modules_to_not_convert is None:
             self.modules_to_not_convert = ()
         self.modules_to_not_convert = tuple(self.modules_to_not_convert)
@@ -61,6 +67,9 @@ class QuantConfig:
             raise ConfigError(f"version must be one of {VERSIONS}; got {self.version!r}")
         if self.rounding not in ROUNDINGS:
             raise ConfigError(f"rounding must be one of {ROUNDINGS}; got {self.rounding!r}")
+        if self.n_samples_unit not in N_SAMPLES_UNITS:
+            raise ConfigError(f"n_samples_unit must be one of {N_SAMPLES_UNITS} (blocks of seqlen tokens, or "
+                              f"texts as AutoAWQ's max_calib_samples counts); got {self.n_samples_unit!r}")
         if not 0.0 <= float(self.max_flip_percent) <= 1.0:
             raise ConfigError(f"max_flip_percent is a share of in_features in [0, 1] (0.01 = 1%); "
                               f"got {self.max_flip_percent}")
@@ -85,16 +94,29 @@ class QuantConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> "QuantConfig":
         """Build from our names or AutoAWQ's (`q_group_size`, `version: "GEMM"`, ...)."""
         known = {f.name for f in dataclasses.fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            name = ALIASES.get(key, key)
-            if name not in known:
+        for key in data:
+            if ALIASES.get(key, key) not in known:
                 raise ConfigError(f"unknown quantization option {key!r}; known: {sorted(known | set(ALIASES))}")
-            kwargs[name] = value
-        return cls(**kwargs)
+        return cls(**_our_names(data))
 
     def replace(self, **changes: Any) -> "QuantConfig":
-        return dataclasses.replace(self, **{ALIASES.get(k, k): v for k, v in changes.items()})
+        return dataclasses.replace(self, **_our_names(changes))
+
+
+def _our_names(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Rename AutoAWQ's keys to ours. The keyword decides what n_samples counts: AutoAWQ's
+    max_calib_samples counts texts, awqguard's n_samples counts blocks unless n_samples_unit says otherwise."""
+    renamed = {ALIASES.get(k, k): v for k, v in options.items()}
+    if "max_calib_samples" in options:
+        if "n_samples" in options:
+            raise ConfigError("give max_calib_samples (AutoAWQ's count of texts) or n_samples "
+                              "(awqguard's count of blocks), not both")
+        if str(renamed.setdefault("n_samples_unit", "texts")).lower() != "texts":
+            raise ConfigError(f"max_calib_samples counts texts, but n_samples_unit="
+                              f"{renamed['n_samples_unit']!r} was given; use n_samples for blocks")
+    elif "n_samples" in options:
+        renamed.setdefault("n_samples_unit", "blocks")
+    return renamed
 
 
 def coerce_config(config: QuantConfig | Mapping[str, Any] | None) -> QuantConfig:

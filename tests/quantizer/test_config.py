@@ -38,3 +38,28 @@ def test_rounding_options_round_trip_and_accept_any_case():
     assert (cfg.rounding, cfg.max_flip_percent, cfg.knee_tolerance) == ("dh", 0.02, -0.1)
     assert QuantConfig.from_dict(cfg.to_dict()) == cfg
     assert QuantConfig().rounding == "nearest"
+
+
+def test_autoawq_max_calib_samples_counts_texts_and_n_samples_counts_blocks():
+    from awqguard.quantizer.config import coerce_config
+    assert QuantConfig().n_samples_unit == "blocks"
+    for cfg in (QuantConfig().replace(max_calib_samples=64), coerce_config({"max_calib_samples": 64})):
+        assert (cfg.n_samples, cfg.n_samples_unit) == (64, "texts")
+    for cfg in (QuantConfig().replace(n_samples=64), coerce_config({"n_samples": 64}),
+                coerce_config({"max_calib_samples": 8}).replace(n_samples=64)):
+        assert (cfg.n_samples, cfg.n_samples_unit) == (64, "blocks")
+
+
+def test_max_calib_samples_conflicts_are_refused():
+    with pytest.raises(ConfigError, match="not both"):
+        QuantConfig.from_dict({"max_calib_samples": 8, "n_samples": 8})
+    with pytest.raises(ConfigError, match="max_calib_samples counts texts"):
+        QuantConfig().replace(max_calib_samples=8, n_samples_unit="blocks")
+
+
+def test_n_samples_unit_is_validated_and_part_of_the_identity():
+    with pytest.raises(ConfigError, match=r"n_samples_unit must be one of \('blocks', 'texts'\).*'tokens'"):
+        QuantConfig(n_samples_unit="tokens")
+    texts = QuantConfig().replace(max_calib_samples=128)
+    assert texts.to_dict()["n_samples_unit"] == "texts" and QuantConfig().to_dict()["n_samples_unit"] == "blocks"
+    assert texts.to_dict() != QuantConfig().to_dict() and QuantConfig.from_dict(texts.to_dict()) == texts
