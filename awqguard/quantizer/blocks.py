@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from awqguard.hf_compat import LAYER_CACHE_KWARGS
 from awqguard.quantizer.search import first_tensor
 
 
@@ -55,8 +56,7 @@ def capture_block_inputs(model: nn.Module, first_block: nn.Module, samples: torc
             hidden, args = args[0], args[1:]
         hiddens.append(hidden.detach().cpu())
         if "call" not in captured:
-            kwargs = {k: v for k, v in kwargs.items() if k not in ("past_key_values", "past_key_value",
-                                                                    "layer_past", "use_cache")}
+            kwargs = {k: v for k, v in kwargs.items() if k not in LAYER_CACHE_KWARGS}
             captured["call"] = BlockCall(tuple(args), kwargs, hidden.shape[0])
         raise _StopForward
 
@@ -133,8 +133,7 @@ class CallRecorder:
 
     def _call_hook(self, key: int) -> Callable:
         def hook(module, args, kwargs, output):
-            kwargs = {k: v for k, v in kwargs.items() if k not in ("past_key_values", "past_key_value",
-                                                                   "layer_past", "use_cache")}
+            kwargs = {k: v for k, v in kwargs.items() if k not in LAYER_CACHE_KWARGS}
             self.calls[key] = (args, kwargs, first_tensor(output).detach())
         return hook
 

@@ -107,3 +107,30 @@ def test_chunked_prefill_into_one_cache_equals_one_prefill(tiny_lm):
     chunked = generate(model, tok, prompts, dec, seeds=(0, 1), prefill_tokens=1)     # one prompt per chunk
     assert [[g.token_ids for g in row] for row in chunked] == [[g.token_ids for g in row] for row in whole]
     assert [row[0].prompt_tokens for row in chunked] == [len(tok(p)["input_ids"]) for p in prompts]
+
+
+def test_generation_makes_transformers_print_no_deprecation(tiny_lm):
+    """awqguard's own calls use the installed transformers' names, so it logs and warns nothing
+    (transformers 5 prints a deprecation for every use of `past_key_values`)."""
+    import logging
+    import warnings
+
+    import transformers
+    model, tok = tiny_lm
+    transformers.utils.logging.warning_once.cache_clear()        # an earlier test may have used up the "once"
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = transformers.utils.logging.get_logger("transformers")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            generate(model, tok, ["abc", "hello world"], Decoding(greedy=False, max_new_tokens=5), seeds=[0, 1])
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    messages = [r.getMessage() for r in records] + [str(w.message) for w in caught]
+    assert not [m for m in messages if "deprecat" in m.lower()], messages
