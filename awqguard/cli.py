@@ -51,10 +51,12 @@ def _add_quantize(sub) -> None:
 def cmd_quantize(args) -> int:
     from rich.console import Console
 
+    from awqguard.files import check_writable
     from awqguard.models import DEFAULT_GROUP_SIZE
     from awqguard.quantizer.api import quantize
     from awqguard.quantizer.config import QuantConfig
 
+    check_writable(args.out, "--out")                      # before the model is even loaded
     console = Console(stderr=True)
     group_size = args.group_size
     if group_size is None:
@@ -193,17 +195,19 @@ def cmd_check(args) -> int:
     from rich.console import Console
 
     from awqguard.errors import EXIT_GATE_FAILED
-    from awqguard.gates.engine import run_gates
+    from awqguard.files import check_writable
     from awqguard.gates.config import DEFAULTS
-    from awqguard.gates.results import print_results, write_error, write_outputs
+    from awqguard.gates.engine import run_gates
+    from awqguard.gates.results import clear_outputs, print_results, write_error, write_outputs
 
     out = Path(args.out or DEFAULTS["out"])
     try:
         config = check_config(args)
-        out = Path(config["out"])
+        out = check_writable(config["out"], "--out")       # before any work, not after it
+        clear_outputs(out)
         results = run_gates(config, use_cache=not args.no_cache, warn_only=args.warn_only)
-    except Exception as exc:       # CI sees a runtime problem as an error in junit.xml, then main() reports it
-        write_error(out, str(exc), type(exc).__name__)
+    except BaseException as exc:   # CI sees a runtime problem as an error in junit.xml, then main() reports it
+        write_error(out, str(exc) or type(exc).__name__, type(exc).__name__)
         raise
     paths = write_outputs(results, out)
     print_results(results, Console(width=None if sys.stdout.isatty() else 120), paths)
@@ -234,6 +238,36 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
+def _add_verify(sub) -> None:
+    p = sub.add_parser("verify", help="prove that what ships is what passed: compare results.json's digests with files",
+                       description="Recompute the sha256 digests that awqguard check recorded in results.json for "
+                                   "the candidate (and, when given, the reference and the suite). Exit 0 when the "
+                                   "results passed and every digest matches, 1 when they match but the results did "
+                                   "not pass, 4 when a file differs, is missing or was not part of the check.")
+    p.add_argument("results", type=Path, help="results.json written by awqguard check")
+    p.add_argument("--candidate", required=True, type=Path, help="the checkpoint folder (or file) about to ship")
+    p.add_argument("--reference", type=Path, default=None, help="also verify the reference model folder or .gguf")
+    p.add_argument("--suite", type=Path, default=None, help="also verify the fixture suite folder")
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args) -> int:
+    from awqguard.errors import EXIT_GATE_FAILED, ConfigError
+    from awqguard.evidence import verify
+    from awqguard.report.html import read_results
+    try:
+        results = read_results(args.results)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    verify(results, args.results, {"candidate": args.candidate, "reference": args.reference, "suite": args.suite})
+    if not results["passed"]:
+        print(f"{args.candidate}: the files are the ones checked, but the check did not pass "
+              f"({results['summary']['failed']} gate(s) failed)")
+        return EXIT_GATE_FAILED
+    print(f"{args.candidate}: verified, every file matches the checked candidate and its gates passed")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="awqguard", description="AWQ quantizer and regression gates for RAG")
     parser.add_argument("-V", "--version-info", action="version", version=f"awqguard {__version__}")
@@ -244,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(sub)
     _add_report(sub)
     _add_fixtures(sub)
+    _add_verify(sub)
     return parser
 
 

@@ -7,12 +7,11 @@ is the reference. On CPU the reference runs in float32 (DESIGN.md §2).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
-import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,23 +72,16 @@ def resolve_model(spec: str | os.PathLike | None) -> ModelSource:
 
 
 def fingerprint(source: ModelSource) -> str:
-    """sha256 over the model's files (names, sizes and contents), first 16 hex digits. Remembered per
-    (file, size, mtime) within a process: a check asks for the reference's several times."""
+    """sha256 over the model's files (names, sizes and content digests), first 16 hex digits. The
+    per-file digests are remembered within a process and are the same ones the release evidence
+    records, so a large checkpoint is read once per check."""
+    from awqguard.evidence import file_sha256
     files = [source.path] if source.gguf_file else sorted(
         p for p in source.folder.iterdir()
         if p.is_file() and (p.suffix in (".safetensors", ".json", ".bin", ".model", ".gguf")))
-    return _files_digest(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
-
-
-@functools.lru_cache(maxsize=64)
-def _files_digest(files: tuple[tuple[str, int, int], ...]) -> str:
     h = hashlib.sha256()
-    for path, size, _ in files:
-        h.update(Path(path).name.encode())
-        h.update(str(size).encode())
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
+    for f in files:
+        h.update(f"{f.name}\0{f.stat().st_size}\0{file_sha256(f)}\0".encode())
     return h.hexdigest()[:16]
 
 
@@ -138,29 +130,26 @@ def _converted_folder(source: ModelSource) -> Path | None:
 
 
 def _save_converted(model, tokenizer, folder: Path) -> None:
-    """Write the converted model atomically; a failure only costs the next load its speed."""
-    import shutil
-    import uuid
-
-    from awqguard.quantizer.checkpoint import _replace_dir
-    tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+    """Write the converted model atomically; a failure only costs the next load its speed. A copy
+    another process published first is kept."""
+    from awqguard import files
     try:
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        quantizer = getattr(model, "hf_quantizer", None)
-        marker = getattr(model.config, "quantization_config", None)
-        model.hf_quantizer = None           # the GGUF markers: the weights are plain floats now
-        if marker is not None:
-            del model.config.quantization_config
-        try:
-            model.save_pretrained(str(tmp))
-        finally:
-            model.hf_quantizer = quantizer
+        with files.staging_dir(folder) as tmp:
+            quantizer = getattr(model, "hf_quantizer", None)
+            marker = getattr(model.config, "quantization_config", None)
+            model.hf_quantizer = None           # the GGUF markers: the weights are plain floats now
             if marker is not None:
-                model.config.quantization_config = marker
-        tokenizer.save_pretrained(str(tmp))
-        _replace_dir(tmp, folder, force=True)
+                del model.config.quantization_config
+            try:
+                model.save_pretrained(str(tmp))
+            finally:
+                model.hf_quantizer = quantizer
+                if marker is not None:
+                    model.config.quantization_config = marker
+            tokenizer.save_pretrained(str(tmp))
+            files.publish_dir(tmp, folder)
     except (OSError, ValueError, RuntimeError):
-        shutil.rmtree(tmp, ignore_errors=True)
+        pass
 
 
 def load_tokenizer(source: ModelSource):
@@ -201,13 +190,26 @@ def load_reference(spec: str | os.PathLike | None = None, dtype: torch.dtype = t
 
 
 def read_json(path: Path) -> dict:
+    from awqguard import files
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        value = files.loads(files.read_text(path, ModelLoadError))
+    except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot read {path}: {error_reason(exc)}") from None
+    if not isinstance(value, dict):
+        raise ModelLoadError(f"{path} must hold a JSON object, not {type(value).__name__}")
+    return value
+
+
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?)")
+PICKLE_REFUSED = ("a weights file in this folder is a pickle holding more than tensors, which could run code; "
+                  "awqguard does not load it. Ask its publisher for safetensors weights (model.safetensors)")
 
 
 def error_reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
+    """One line for a third-party error: its first line, without terminal colour codes. A refused
+    pickle gets awqguard's own message (torch's suggests loading it unsafely, which we never advise)."""
+    text = _ANSI.sub("", str(exc)).strip()
+    if "weights_only" in text or type(exc).__name__ == "UnpicklingError":
+        return PICKLE_REFUSED
+    first = text.splitlines()[0] if text else ""
     return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__

@@ -2,7 +2,8 @@
 
 Its root is `$AWQGUARD_CACHE` when set, else `.awqguard/` in the working directory. A key is a
 hash of a JSON-serialisable description (model fingerprints, configs, fixture hash, seeds, awqguard
-version), so a changed input is a miss, never a stale hit. Files appear complete or not at all.
+version), so a changed input is a miss, never a stale hit. Files appear complete or not at all
+(awqguard.files), and an entry being computed is locked, so parallel jobs compute it once.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import awqguard
+from awqguard import files
+from awqguard.files import write_bytes as write_atomic  # noqa: F401  (report/html.py until it moves to files)
 
 ENV_VAR = "AWQGUARD_CACHE"
 
@@ -34,26 +37,23 @@ def entry(kind: str, key: str, suffix: str = "") -> Path:
     return cache_root() / kind / f"{key}{suffix}"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary sibling and rename: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+@contextmanager
+def lock(target: Path) -> Iterator[None]:
+    """Hold the lock of one cache entry while it is computed: a second process (a parallel CI job)
+    computing the same key waits, then finds the entry and reuses it instead of racing to write it."""
+    from filelock import FileLock
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        yield
 
 
 def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, json.dumps(value, ensure_ascii=False).encode("utf-8"))
+    files.write_json(path, value)
 
 
 def read_json(path: Path) -> Any | None:
     """The cached value, or None when missing or unreadable (a damaged entry is a miss)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return files.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None

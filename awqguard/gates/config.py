@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from awqguard.errors import ConfigError
+from awqguard.files import read_text
 from awqguard.gates.policy import DEFAULT_GATES, Gate
 
 DEFAULTS: dict[str, Any] = {
@@ -94,7 +96,7 @@ def find_config(start: Path | None = None) -> Path | None:
 def _read_toml(path: Path) -> dict:
     import tomllib
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(read_text(path, ConfigError))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
@@ -106,13 +108,14 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
+        if not path.is_file():
+            raise ConfigError(f"config file {path} " + ("is a folder" if path.is_dir() else "does not exist"))
         if path.suffix == ".toml":
-            raw = _read_toml(path).get("tool", {}).get("awqguard", {})
+            tool = _read_toml(path).get("tool", {})
+            raw = tool.get("awqguard", {}) if isinstance(tool, dict) else tool
         else:
             try:
-                raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+                raw = yaml.safe_load(read_text(path, ConfigError)) or {}
             except yaml.YAMLError as exc:
                 raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
         validate(raw, str(path))
@@ -122,8 +125,22 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
 def validate(raw: Any, label: str) -> None:
     import jsonschema
     errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(raw), key=lambda e: list(e.path))
-    if errors:
-        raise ConfigError(f"{label}: " + "; ".join(_describe(e) for e in errors))
+    problems = [_describe(e) for e in errors] + [f"{where}: {value} is not a finite number (a NaN or infinite "
+                                                 "bar decides nothing; to turn a gate off use enabled: false)"
+                                                 for where, value in _non_finite(raw)]
+    if problems:
+        raise ConfigError(f"{label}: " + "; ".join(problems))
+
+
+def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
+    """(path, value) of every NaN or infinite number: YAML's .nan and .inf pass a "number" schema."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(where or "(top level)", value)]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _non_finite(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, f"{where}[{i}]")]
+    return []
 
 
 def _describe(error) -> str:

@@ -8,6 +8,7 @@ results.json and items.jsonl. Every stage's wall time goes into the results.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import platform
 import time
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 import awqguard
+from awqguard import evidence, files
 from awqguard.errors import ConfigError
 from awqguard.gates import aggregate, cache, prompt
 from awqguard.gates.chunker import chunk_corpus
@@ -97,7 +99,8 @@ def load_candidate(config: dict, ref_source: ModelSource, ref_fp: str, ref_token
         from awqguard.quantizer.api import quantize
         qcfg = _quant_config(config)
         out = cache.entry("candidates", cache.cache_key({"model": ref_fp, "quant": qcfg.to_dict()}))
-        result = quantize(config["reference"], out=out, config=qcfg)
+        with cache.lock(out):            # a parallel check of the same reference waits, then reuses it
+            result = quantize(config["reference"], out=out, config=qcfg)
         rounding = "" if qcfg.rounding == "nearest" else f", {qcfg.rounding} rounding"
         return result.model, result.tokenizer, {"source": f"{ref_source.label} quantized by awqguard (AWQ "
                                                           f"w{qcfg.w_bit} g{qcfg.group_size}{rounding})", "path": str(out),
@@ -304,12 +307,12 @@ def run_gates(config: dict, use_cache: bool = True, warn_only: bool = False,
     else:
         metrics["cost.weight_bytes_ratio"] = {"value": None, "reason": "the candidate is a float model (it claims no quantization)"}
 
-    notices += _notices(config, settings, items, ref_fp, cand_info, summaries)
+    notices += _notices(config, settings, items, ref_fp, cand_info, summaries) + _non_finite_notice(metrics)
     verdicts = [_gate_entry(g, metrics, summaries, flips) for g in gates]
     passed = all(v["status"] != "fail" for v in verdicts)
     failing = [v for v in verdicts if v["status"] in ("fail", "warn")]
     symptom_ids = sorted({s["id"] for v in failing for s in v["symptoms"]})
-    return {
+    return files.finite({                   # strict JSON: a NaN metric is recorded as null (its gate failed)
         "schema_version": SCHEMA_VERSION,
         "awqguard_version": awqguard.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -337,11 +340,12 @@ def run_gates(config: dict, use_cache: bool = True, warn_only: bool = False,
                      if any(cache_hits.values()) else "")},
         "environment": _environment(config, ref_label, ref_fp, cand_info, cand_model, suite, emb_fp,
                                     cand_retriever.label, items),
+        "evidence": _evidence(config, ref_source, cand_info, suite),
         "cache": {"root": str(cache.cache_root()), "used": use_cache, "hits": cache_hits},
         "timing": {"wall_s": stages.total(), "stages": stages.seconds,
                    "generation": {v: runs[v]["timing"] for v in aggregate.VARIANTS}},
         "records": records,
-    }
+    })
 
 
 # ---- pieces of the results ------------------------------------------------------------------------
@@ -404,6 +408,16 @@ def _notices(config, settings: RunSettings, items, ref_fp: str, cand_info: dict,
     return out
 
 
+def _non_finite_notice(metrics: dict) -> list[str]:
+    names = sorted(name for name, entry in metrics.items()
+                   if any(isinstance(v, float) and not math.isfinite(v) for v in entry.values()))
+    if not names:
+        return []
+    return [f"Not a finite number (NaN or infinite): {', '.join(names)}. The candidate's outputs overflowed or hold "
+            "NaN (look for NaN or zero scales in its checkpoint); these values are written as null and every "
+            "gate on them fails as not measurable."]
+
+
 def _environment(config, ref_label, ref_fp, cand_info, candidate, suite, emb_fp, cand_embedder, items) -> dict:
     import transformers
 
@@ -418,6 +432,13 @@ def _environment(config, ref_label, ref_fp, cand_info, candidate, suite, emb_fp,
                                               "fingerprint": suite.fingerprint, "items": len(items)},
             "embedder": {"fingerprint": emb_fp, "candidate_pipeline": cand_embedder},
             "seeds": list(config["seeds"]), "config": config}
+
+
+def _evidence(config: dict, ref_source: ModelSource | None, cand_info: dict, suite) -> dict:
+    """sha256 digests binding these results to the files they judged (see awqguard.evidence)."""
+    return {"version": evidence.EVIDENCE_VERSION, "candidate": evidence.describe(cand_info["path"] or None),
+            "reference": evidence.describe(ref_source.path if ref_source is not None else None),
+            "suite": evidence.describe(suite.root), "config_sha256": evidence.config_sha256(config)}
 
 
 def _folder_bytes(path: str) -> int | None:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from awqguard.errors import AwqguardError
+from awqguard.files import read_text
 from awqguard.gates.corpus import Section, split_sections
 
 KINDS = ("qa", "json", "long")
@@ -103,7 +104,9 @@ def _parse(folder: Path) -> tuple[Suite | None, list[Problem]]:
     if not spec_path.is_file():
         return None, [Problem(label, "", "", "no suite.yaml here (a suite is a folder with suite.yaml and a corpus)")]
     try:
-        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        spec = yaml.safe_load(read_text(spec_path))
+    except AwqguardError as exc:
+        return None, [Problem(label, "", "", str(exc))]
     except yaml.YAMLError as exc:
         return None, [Problem(label, "", "", f"not valid YAML: {exc}".replace("\n", " "))]
     if not isinstance(spec, dict):
@@ -143,7 +146,11 @@ def _read_corpus(corpus_dir: Path, problems: list[Problem]) -> dict[str, Documen
         return {}
     documents: dict[str, Document] = {}
     for path in sorted(corpus_dir.glob("**/*.md")):
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = read_text(path)
+        except (AwqguardError, OSError) as exc:
+            problems.append(Problem(str(path), "", "", str(exc)))
+            continue
         stem = path.stem
         if stem in documents:
             problems.append(Problem(str(path), "", "", f"a second document named {stem!r}: section ids would collide"))

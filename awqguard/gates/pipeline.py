@@ -7,15 +7,15 @@ by construction). Quantized embedders and faiss indexes are cached, keyed by wha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from awqguard import files
 from awqguard.gates import cache
 from awqguard.gates.chunker import Chunk
 from awqguard.gates.embedder import default_embedder_path, embed, load_embedder
@@ -67,7 +67,7 @@ def build_retriever(embedder, label: str, embedder_fp: str, chunks: list[Chunk],
     if index is None:
         index = build_index(embed(embedder, [c.text for c in chunks]))
         if use_cache:
-            cache.write_atomic(path, faiss.serialize_index(index).tobytes())
+            files.write_bytes(path, faiss.serialize_index(index).tobytes())
     return Retriever(embedder, label, embedder_fp, chunks, index)
 
 
@@ -80,29 +80,26 @@ def load_quantized_embedder(spec: str | None, cfg, use_cache: bool = True):
 
     from awqguard.kernels.paths import default_path
     from awqguard.kernels.wqlinear import set_kernel_path
-    from awqguard.quantizer.checkpoint import _install_awq_linears, _replace_dir, checkpoint_tensors
+    from awqguard.quantizer.checkpoint import _install_awq_linears, checkpoint_tensors
     folder = embedder_folder(spec)
     base_fp = fingerprint(ModelSource(str(folder), folder))
     key = cache.cache_key({"embedder": base_fp, "quant": cfg.to_dict()})
     target = cache.entry("embedders", key)
     embedder = load_embedder(folder)
     transformer = embedder[0].auto_model
-    if use_cache and (target / EMBEDDER_WEIGHTS).exists():
-        tensors = load_file(str(target / EMBEDDER_WEIGHTS))
-        _install_awq_linears(transformer, tensors, cfg.group_size, target)
-        transformer.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()},
-                                    strict=False)
-    else:
-        from awqguard.quantizer.api import quantize
-        quantize(transformer, tokenizer=embedder.tokenizer, config=cfg)
-        if use_cache:
-            staging = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}"
-            staging.mkdir(parents=True)
-            try:
-                save_file(checkpoint_tensors(transformer), str(staging / EMBEDDER_WEIGHTS))
-                _replace_dir(staging, target, force=True)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+    with cache.lock(target) if use_cache else contextlib.nullcontext():   # parallel checks quantize it once
+        if use_cache and (target / EMBEDDER_WEIGHTS).exists():
+            tensors = load_file(str(target / EMBEDDER_WEIGHTS))
+            _install_awq_linears(transformer, tensors, cfg.group_size, target)
+            transformer.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()},
+                                        strict=False)
+        else:
+            from awqguard.quantizer.api import quantize
+            quantize(transformer, tokenizer=embedder.tokenizer, config=cfg)
+            if use_cache:
+                with files.staging_dir(target) as staging:
+                    save_file(checkpoint_tensors(transformer), str(staging / EMBEDDER_WEIGHTS))
+                    files.publish_dir(staging, target)
     set_kernel_path(transformer, default_path("cpu"))
     transformer.eval()
     return embedder, f"{base_fp}-awq-{key[:8]}"

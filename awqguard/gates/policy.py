@@ -51,6 +51,11 @@ class Gate:
             raise ConfigError(f"gate {self.id}: op must be one of {', '.join(OPS)}; got {self.op!r}")
         if self.severity not in SEVERITIES:
             raise ConfigError(f"gate {self.id}: severity must be fail or warn; got {self.severity!r}")
+        for name in ("threshold", "tolerance"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise ConfigError(f"gate {self.id}: {name} must be a finite number; got {value!r}")
         unknown = [s for s in self.symptoms if s not in SYMPTOMS]
         if unknown:
             raise ConfigError(f"gate {self.id}: unknown symptom(s) {unknown}; known: {sorted(SYMPTOMS)}")

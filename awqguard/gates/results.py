@@ -8,13 +8,12 @@ both variants' retrieval, answers and metrics. The other three are made from res
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from awqguard.gates import cache
+from awqguard import files
 from awqguard.report.ci import junit_error_xml, junit_xml, summary_markdown, threshold_text
 from awqguard.report.html import write_report
 
@@ -31,24 +30,33 @@ def results_body(results: dict) -> dict:
 
 
 def write_outputs(results: dict, out: Path) -> dict[str, Path]:
+    """Write the five files, results.json last: it is the verdict, so it appears only beside the rest."""
     out = Path(out)
-    records = results.get("records", [])
     body = results_body(results)
     paths = {name: out / file for name, file in OUTPUT_FILES.items()}
-    cache.write_atomic(paths["results"], json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8"))
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    cache.write_atomic(paths["items"], lines.encode("utf-8"))
+    files.write_text(paths["items"], "".join(files.dumps(r) + "\n" for r in results.get("records", [])))
     write_report(body, paths["report"])
-    cache.write_atomic(paths["junit"], junit_xml(body).encode("utf-8"))
-    cache.write_atomic(paths["summary"], summary_markdown(body, OUTPUT_FILES["report"]).encode("utf-8"))
+    files.write_text(paths["junit"], junit_xml(body))
+    files.write_text(paths["summary"], summary_markdown(body, OUTPUT_FILES["report"]))
+    files.write_json(paths["results"], body, indent=1)
     return paths
 
 
-def write_error(out: Path, message: str, kind: str) -> Path:
-    """junit.xml for a check that could not finish, so CI shows an error rather than a stale verdict."""
-    path = Path(out) / OUTPUT_FILES["junit"]
-    cache.write_atomic(path, junit_error_xml(message, kind).encode("utf-8"))
-    return path
+def clear_outputs(out: Path) -> None:
+    """Remove the files an earlier check left in `out`, so a run that fails or is interrupted never
+    leaves an old verdict beside its own error."""
+    for name in OUTPUT_FILES.values():
+        (Path(out) / name).unlink(missing_ok=True)
+
+
+def write_error(out: Path, message: str, kind: str) -> Path | None:
+    """junit.xml for a check that could not finish, so CI shows an error rather than a stale verdict.
+    Best effort: when `out` itself is unusable, the original error is what the user must see."""
+    try:
+        clear_outputs(out)
+        return files.write_text(Path(out) / OUTPUT_FILES["junit"], junit_error_xml(message, kind))
+    except OSError:
+        return None
 
 
 def _fmt(value) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import platform
 import time
 from dataclasses import dataclass
@@ -15,7 +14,9 @@ import torch
 from torch import nn
 
 import awqguard
+from awqguard import files
 from awqguard.errors import ConfigError
+from awqguard.files import check_writable
 from awqguard.models import ModelSource, fingerprint, load_model, load_tokenizer, resolve_device, resolve_model
 from awqguard.quantizer.awq import quantize_model
 from awqguard.quantizer.calibration import build_samples, gather_texts
@@ -58,6 +59,8 @@ def quantize(
     cfg = coerce_config(config if config is not None else quant_config)
     cfg = cfg.replace(**{k: v for k, v in options.items() if v is not None}) if options else cfg
     dev = resolve_device(device)
+    if out is not None:
+        check_writable(out, "out")                        # before any work, not after it
     calib = calib if calib is not None else calib_data
 
     if isinstance(model, nn.Module):
@@ -74,7 +77,7 @@ def quantize(
     identity = {"model": model_fp, "config": cfg.to_dict(), "calibration": calib_set.fingerprint,
                 "awqguard": awqguard.__version__}
     if out is not None and check_output_folder(Path(out), identity, force):
-        record = json.loads((Path(out) / RECORD_FILE).read_text())
+        record = files.loads(files.read_text(Path(out) / RECORD_FILE))
         return QuantizeResult(load_quantized(out, device), tokenizer, record, Path(out), reused=True)
 
     if float_model is None:

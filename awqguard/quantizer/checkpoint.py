@@ -9,8 +9,6 @@ run never leaves a half-written checkpoint.
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from awqguard.errors import ModelLoadError, OutputExistsError
+from awqguard import files
+from awqguard.errors import AwqguardError, ModelLoadError, OutputExistsError
 from awqguard.kernels.paths import default_path
 from awqguard.kernels.wqlinear import AWQLinear, set_kernel_path
 from awqguard.models import ModelSource, load_model, read_json, reference_dtype, resolve_device
@@ -58,41 +57,37 @@ def quantization_config(cfg) -> dict[str, Any]:
 
 
 def save_checkpoint(model: nn.Module, tokenizer, out: Path, cfg, record: dict, force: bool = False) -> Path:
-    """Write the checkpoint folder atomically; `record` goes to awqguard.json."""
+    """Write the checkpoint folder atomically; `record` goes to awqguard.json.
+
+    When another process published the same checkpoint (same identity) to `out` first, its copy is
+    kept and this one dropped: two parallel jobs making one checkpoint both succeed.
+    """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with files.staging_dir(out) as tmp:
         save_file(checkpoint_tensors(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         config = json.loads(model.config.to_json_string(use_diff=False))
         config.pop("quantization_config", None)
         if cfg.packed:
             config["quantization_config"] = quantization_config(cfg)
         config["torch_dtype"] = config["dtype"] = "float16"
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        files.write_json(tmp / "config.json", config, indent=2, sort_keys=True)
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.save_pretrained(str(tmp))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
-        (tmp / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
-        _replace_dir(tmp, out, force)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        files.write_json(tmp / RECORD_FILE, record, indent=2, sort_keys=True)
+        if not files.publish_dir(tmp, out, replace=force) and _identity(out) != record["identity"]:
+            raise OutputExistsError(f"{out} is not empty; choose another --out or pass --force")
     return out
 
 
-def _replace_dir(new: Path, target: Path, force: bool) -> None:
-    if target.exists():
-        if any(target.iterdir()) and not force:
-            raise OutputExistsError(f"{target} is not empty; choose another --out or pass --force")
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        target.rename(old)
-        new.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        new.rename(target)
+def _identity(folder: Path) -> dict:
+    """The identity recorded in a checkpoint's awqguard.json ({} when there is none or it is unreadable)."""
+    try:
+        record = files.loads(files.read_text(folder / RECORD_FILE))
+    except (OSError, ValueError, AwqguardError):
+        return {}
+    return record.get("identity", {}) if isinstance(record, dict) else {}
 
 
 def check_output_folder(out: Path, identity: dict, force: bool) -> bool:
@@ -100,12 +95,8 @@ def check_output_folder(out: Path, identity: dict, force: bool) -> bool:
     out = Path(out)
     if not out.exists() or not any(out.iterdir()):
         return False
-    record_path = out / RECORD_FILE
-    if record_path.exists():
-        try:
-            existing = json.loads(record_path.read_text()).get("identity", {})
-        except (OSError, json.JSONDecodeError):
-            existing = {}
+    if (out / RECORD_FILE).exists():
+        existing = _identity(out)
         if existing == identity and (out / WEIGHTS_FILE).exists():
             return not force
         if force:
