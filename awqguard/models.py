@@ -68,6 +68,7 @@ def resolve_model(spec: str | os.PathLike | None) -> ModelSource:
         return ModelSource(str(path), path.parent, path.name)
     if not (path / "config.json").exists():
         raise ModelLoadError(f"model folder {path} has no config.json (is it a Hugging Face model folder?)")
+    read_json(path / "config.json")            # names the file when it is not a UTF-8 JSON object
     return ModelSource(str(path), path)
 
 

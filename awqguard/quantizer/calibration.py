@@ -110,7 +110,9 @@ def read_source(source: str | Path) -> list[str]:
         return builtin_texts()
     path = Path(source)
     if not path.exists():
-        raise CalibrationError(f"calibration source {path} does not exist")
+        hint = ("; awqguard does not download datasets: pass a .txt/.jsonl file, a suite folder or a saved "
+                "dataset folder" if not path.suffix and len(path.parts) == 1 else "")
+        raise CalibrationError(f"calibration source {path} does not exist{hint}")
     if path.is_dir():
         if (path / "suite.yaml").exists():
             return _read_suite_corpus(path)
