@@ -9,7 +9,6 @@ share it through a file lock in the output folder, so the engine never runs twic
 from __future__ import annotations
 
 import io
-import json
 import os
 import uuid
 import warnings
@@ -88,6 +87,7 @@ class AwqGates:
     @staticmethod
     def _check_config(config) -> dict:
         from awqguard.errors import AwqguardError
+        from awqguard.files import check_writable
         from awqguard.gates.config import gates_from_config, load_config, validate
 
         def option(name):
@@ -100,6 +100,7 @@ class AwqGates:
                     merged[name] = str(option(name))
             validate({k: v for k, v in merged.items() if k != "gates"}, "pytest options")
             gates_from_config(merged)
+            check_writable(merged["out"], "--awq-out")          # before any work, not after it
         except AwqguardError as exc:
             raise pytest.UsageError(f"awqguard: {exc}") from None
         return merged
@@ -130,12 +131,12 @@ class AwqGates:
         return self._results
 
     def _read_session_results(self) -> dict | None:
-        marker = self.out / SESSION_FILE
+        from awqguard import files
         try:
-            state = json.loads(marker.read_text())
+            state = files.loads((self.out / SESSION_FILE).read_text(encoding="utf-8"))
             if state.get("session") == self.session:
-                return json.loads((self.out / "results.json").read_text())
-        except (OSError, ValueError):
+                return files.loads((self.out / "results.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, AttributeError):
             pass
         return None
 
@@ -145,12 +146,13 @@ class AwqGates:
 
         from awqguard.gates import cache
         from awqguard.gates.engine import run_gates
-        from awqguard.gates.results import results_body, write_outputs
+        from awqguard.gates.results import clear_outputs, results_body, write_outputs
         self.out.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.out / LOCK_FILE)):
             done = self._read_session_results()
             if done is not None:
                 return done
+            clear_outputs(self.out)             # an earlier session's verdict never sits beside this one's error
             results = run_gates(self.check_config)
             write_outputs(results, self.out)
             with open(self.out / RUN_LOG, "a") as log:
