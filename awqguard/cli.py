@@ -226,13 +226,17 @@ def _add_report(sub) -> None:
 
 def cmd_report(args) -> int:
     from awqguard.errors import ConfigError
-    from awqguard.report.html import read_results, write_report
+    from awqguard.report.html import check_out_path, read_results, write_report
     try:
         results = read_results(args.results)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     out = args.out or args.results.parent / "report.html"
-    write_report(results, out)
+    check_out_path(out, args.results, "-o" if args.out else "report")     # before rendering
+    try:
+        write_report(results, out)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
     verdict = "PASSED" if results["passed"] else "FAILED"
     print(f"{out}: {verdict}, {results['summary']['failed']} of {results['summary']['gates']} gates failed")
     return EXIT_OK

@@ -3,13 +3,45 @@
 JUnit: one testcase per gate; a failed fail-severity gate is a <failure>, a skipped gate <skipped>,
 and a run that could not finish is one <error> (a runtime problem, not a verdict). The Markdown
 summary is short enough for a CI step summary or a pull-request comment.
+
+Every value in them can come from a user (fixture ids, model paths) or an exception (ANSI colours
+from torch): XML gets only characters XML 1.0 allows, and Markdown shows values as text, never markup.
 """
 
 from __future__ import annotations
 
+import html
+import re
 import xml.etree.ElementTree as ET
 
 SUITE_NAME = "awqguard.gates"
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")   # CSI and OSC sequences
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")   # what XML 1.0 forbids
+# what could open code, emphasis or a link; "_" between letters or digits (ds_qr) cannot
+MARKDOWN_PUNCTUATION = re.compile(r"([\\`*\[\]~]|(?<![^\W_])_|_(?![^\W_]))")
+
+
+def clean_text(value) -> str:
+    """str(value) without ANSI escape sequences, each other character XML 1.0 forbids shown as \\x1b or \\ud800."""
+    text = ANSI.sub("", str(value))
+    return NOT_XML.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
+def md_text(value) -> str:
+    """A value as Markdown text: no markup, no HTML, no line break, no pipe that splits a table cell."""
+    text = re.sub(r"\s*[\r\n]+\s*", " ", clean_text(value))
+    return html.escape(MARKDOWN_PUNCTUATION.sub(r"\\\1", text), quote=False).replace("|", "&#124;")
+
+
+def md_code(value) -> str:
+    return f"<code>{md_text(value)}</code>"
+
+
+def md_fenced(text: str) -> list[str]:
+    """`text` as a fenced code block whose fence is longer than any run of backticks inside it."""
+    text = re.sub(r"\r\n?", "\n", clean_text(text))
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    return [fence, text, fence]
 
 
 def _value(v) -> str:
@@ -38,47 +70,58 @@ def gate_failure_text(gate: dict) -> str:
     return "\n".join(lines)
 
 
+def _element(parent: ET.Element | None, tag: str, text=None, **attrs) -> ET.Element:
+    """A (sub)element whose attribute values and text are made XML 1.0-safe by clean_text."""
+    safe = {k: clean_text(v) for k, v in attrs.items()}
+    element = ET.Element(tag, safe) if parent is None else ET.SubElement(parent, tag, safe)
+    if text is not None:
+        element.text = clean_text(text)
+    return element
+
+
 def junit_xml(results: dict) -> str:
     gates = results["gates"]
     failures = sum(g["status"] == "fail" for g in gates)
     skipped = sum(g["status"] == "skip" for g in gates)
-    suite = ET.Element("testsuite", name=SUITE_NAME, tests=str(len(gates)), failures=str(failures), errors="0",
-                       skipped=str(skipped), time=f"{results.get('timing', {}).get('wall_s', 0):.1f}",
-                       timestamp=str(results.get("created", "")))
-    props = ET.SubElement(suite, "properties")
-    for name, value in (("passed", results["passed"]), ("candidate", results.get("environment", {}).get("candidate", {}).get("source")),
-                        ("reference", results.get("environment", {}).get("reference", {}).get("source"))):
-        ET.SubElement(props, "property", name=name, value=str(value))
+    env = results.get("environment", {})
+    suite = _element(None, "testsuite", name=SUITE_NAME, tests=len(gates), failures=failures, errors=0,
+                     skipped=skipped, time=f"{results.get('timing', {}).get('wall_s', 0):.1f}",
+                     timestamp=results.get("created", ""))
+    props = _element(suite, "properties")
+    for name, value in (("passed", results["passed"]), ("candidate", env.get("candidate", {}).get("source")),
+                        ("reference", env.get("reference", {}).get("source"))):
+        _element(props, "property", name=name, value=value)
     for g in gates:
-        case = ET.SubElement(suite, "testcase", classname=SUITE_NAME, name=g["id"], time="0")
-        case_props = ET.SubElement(case, "properties")
+        case = _element(suite, "testcase", classname=SUITE_NAME, name=g["id"], time="0")
+        case_props = _element(case, "properties")
         for key in ("metric", "value", "reference", "threshold", "op", "severity", "status"):
-            ET.SubElement(case_props, "property", name=key, value=str(g.get(key)))
+            _element(case_props, "property", name=key, value=g.get(key))
         if g["status"] == "fail":
-            ET.SubElement(case, "failure", message=g["message"], type="GateFailed").text = gate_failure_text(g)
+            _element(case, "failure", gate_failure_text(g), message=g["message"], type="GateFailed")
         elif g["status"] == "skip":
-            ET.SubElement(case, "skipped", message=g["message"])
+            _element(case, "skipped", message=g["message"])
         elif g["status"] == "warn":
-            ET.SubElement(case, "system-out").text = "WARNING " + gate_failure_text(g)
+            _element(case, "system-out", "WARNING " + gate_failure_text(g))
     return _document(suite)
 
 
 def junit_error_xml(message: str, kind: str = "RuntimeError") -> str:
     """A JUnit file for a run that could not produce results (bad config, unreadable model, crash)."""
-    suite = ET.Element("testsuite", name=SUITE_NAME, tests="1", failures="0", errors="1", skipped="0", time="0")
-    case = ET.SubElement(suite, "testcase", classname=SUITE_NAME, name="awqguard-check", time="0")
-    ET.SubElement(case, "error", message=message, type=kind).text = message
+    suite = _element(None, "testsuite", name=SUITE_NAME, tests=1, failures=0, errors=1, skipped=0, time=0)
+    case = _element(suite, "testcase", classname=SUITE_NAME, name="awqguard-check", time=0)
+    _element(case, "error", message, message=message, type=kind)
     return _document(suite)
 
 
 def _document(suite: ET.Element) -> str:
-    root = ET.Element("testsuites")
+    root = _element(None, "testsuites")
     root.append(suite)
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
 def summary_markdown(results: dict, report_name: str = "report.html") -> str:
+    """The verdict, gate table and failed gates' evidence in Markdown; every value escaped (see md_text)."""
     s = results["summary"]
     env = results.get("environment", {})
     icon = {"pass": "✅", "fail": "❌", "warn": "⚠️", "skip": "⏭️"}
@@ -86,19 +129,21 @@ def summary_markdown(results: dict, report_name: str = "report.html") -> str:
     lines = [f"{head}: {s['failed']} failed, {s['warned']} warned, {s['skipped']} skipped of {s['gates']} gates "
              f"({s['items']} items, {s['runs']} paired runs)", ""]
     if env:
-        lines += [f"Candidate `{env.get('candidate', {}).get('source')}` vs reference `{env.get('reference', {}).get('source')}`, "
-                  f"suite `{env.get('suite', {}).get('name')}`, seeds {env.get('seeds')}.", ""]
+        lines += [f"Candidate {md_code(env.get('candidate', {}).get('source'))} vs reference "
+                  f"{md_code(env.get('reference', {}).get('source'))}, "
+                  f"suite {md_code(env.get('suite', {}).get('name'))}, seeds {md_text(env.get('seeds'))}.", ""]
     if results.get("symptoms"):
-        lines += ["**Symptoms:** " + ", ".join(f"{x['title']} (`{x['id']}`)" for x in results["symptoms"]), ""]
+        symptoms = ", ".join(f"{md_text(x['title'])} ({md_code(x['id'])})" for x in results["symptoms"])
+        lines += [f"**Symptoms:** {symptoms}", ""]
     lines += ["| | gate | metric | candidate | reference | threshold |", "|---|---|---|---:|---:|---|"]
     for g in results["gates"]:
-        lines.append(f"| {icon[g['status']]} | {g['id']} | `{g['metric']}` | {_value(g['value'])} | "
-                     f"{_value(g['reference'])} | {threshold_text(g)} |")
+        lines.append(f"| {icon[g['status']]} | {md_text(g['id'])} | {md_code(g['metric'])} | {_value(g['value'])} | "
+                     f"{_value(g['reference'])} | {md_text(threshold_text(g))} |")
     problems = [g for g in results["gates"] if g["status"] in ("fail", "warn")]
     if problems:
         lines += ["", "<details><summary>Failed and warned gates: evidence and fixes</summary>", ""]
         for g in problems:
-            lines += [f"**{g['id']}** ({g['status']})", "```", gate_failure_text(g), "```", ""]
+            lines += [f"**{md_text(g['id'])}** ({g['status']})", *md_fenced(gate_failure_text(g)), ""]
         lines.append("</details>")
-    lines += ["", f"Full report: `{report_name}` (self-contained HTML)."]
+    lines += ["", f"Full report: {md_code(report_name)} (self-contained HTML)."]
     return "\n".join(lines) + "\n"

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import jinja2
 
-from awqguard.gates import cache
+from awqguard import files
+from awqguard.errors import ConfigError
 from awqguard.report import svg
 from awqguard.report.ci import threshold_text
+from awqguard.report.schema import ENV_KEYS, loads_strict, validate_results
 
 TOP_DRIFT = 10          # items the "drifted most" filter shows
-ENV_KEYS = ("awqguard", "python", "torch", "transformers", "platform", "device", "dtype", "threads", "kernel_paths")
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -130,19 +131,41 @@ def render_report(results: dict) -> str:
 
 
 def read_results(path: Path) -> dict:
-    """results.json as a dict, or a ValueError naming what is wrong with the file."""
+    """results.json as a dict, or a ValueError naming the file and what is wrong with it."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give the results.json that awqguard check wrote into it")
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = loads_strict(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file (awqguard check writes results.json into its --out folder)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable results.json ({exc})") from None
-    missing = [k for k in ("passed", "gates", "summary") if not isinstance(data, dict) or k not in data]
-    if missing:
-        raise ValueError(f"{path}: not an awqguard results.json (missing {', '.join(missing)})")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                         "the file is damaged") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a results.json (its JSON is nested too deeply to read)") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    validate_results(data, path)
     return data
 
 
+def check_out_path(out: Path, results_path: Path, option: str = "-o") -> Path:
+    """Raise ConfigError naming `out` unless the report can be written there; checked before rendering."""
+    try:
+        out = files.check_writable(out, option, kind="file")
+        if out.exists() and not out.is_file():
+            raise ConfigError(f"{option} {out} exists and is not a regular file")
+        if out.exists() and out.samefile(results_path):
+            raise ConfigError(f"{option} {out} is the results file itself; write the report elsewhere")
+    except OSError as exc:
+        raise ConfigError(f"{option} {out}: cannot be written ({exc.strerror or exc})") from None
+    return out
+
+
 def write_report(results: dict, out: Path) -> Path:
-    cache.write_atomic(Path(out), render_report(results).encode("utf-8"))
-    return Path(out)
+    return files.write_text(out, render_report(results))

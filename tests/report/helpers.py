@@ -27,3 +27,44 @@ def write_config(path: Path, folders: dict, candidate: str, out: Path) -> Path:
             "suite": str(folders["suite"]), "out": str(out), **FAST}
     path.write_text(yaml.safe_dump(body, sort_keys=False))
     return path
+
+
+def _gate(gate_id: str, status: str, value, message: str, severity: str = "fail") -> dict:
+    return {"id": gate_id, "metric": f"{gate_id}.mean", "description": f"{gate_id} over the suite", "value": value,
+            "reference": None, "threshold": 0.1, "op": "<=", "tolerance": None, "severity": severity,
+            "status": status, "passed": status in ("pass", "skip"),
+            "basis": "none" if value is None else "absolute", "message": message, "ci": None,
+            "symptoms": [{"id": "ppl-drift", "title": "Perplexity rises and answers drift"}],
+            "fixes": ["decode deterministically: awqguard check --greedy"] if status in ("fail", "warn") else [],
+            "worst_items": [] if value is None else [{"item": "q001", "value": 0.4}]}
+
+
+def minimal_results() -> dict:
+    """A small results.json body shaped as run_gates writes it, built by hand: one item; a passed,
+    a failed, a warned and a skipped gate. Counts and verdict agree with the gates."""
+    side = {"lambda": "→", "ds_qr": 0.3, "coverage": 0.8, "retrieved": ["auth#keys"], "answer": "Rotate it."}
+    gates = [_gate("drift-mean", "pass", 0.05, "drift-mean.mean = 0.05 passes <= 0.1"),
+             _gate("perplexity-ratio", "fail", 0.5, "perplexity-ratio.mean = 0.5 fails <= 0.1"),
+             _gate("kl-mean", "warn", 0.3, "kl-mean.mean = 0.3 fails <= 0.1", severity="warn"),
+             _gate("probe-flips", "skip", None, "probe-flips.mean not measured: probes are off")]
+    return {
+        "schema_version": 1, "awqguard_version": "0.0.0", "created": "2025-01-01T00:00:00+00:00",
+        "passed": False, "warn_only": False,
+        "summary": {"gates": 4, "failed": 1, "warned": 1, "skipped": 1, "symptoms": ["ppl-drift"], "items": 1,
+                    "runs": 2},
+        "gates": gates,
+        "symptoms": [{"id": "ppl-drift", "title": "Perplexity rises and answers drift", "description": "d",
+                      "causes": ["c"], "fixes": ["f"], "gates": ["perplexity-ratio", "kl-mean"]}],
+        "notices": ["Only 1 items."], "metrics": {}, "probes": {},
+        "items": {"q001": {"kind": "qa", "question": "How do I rotate a key?", "reference": dict(side),
+                           "candidate": dict(side), "drift": {"answer_ds": 0.1, "answer_ds_ci": [0.05, 0.15],
+                                                              "seed_noise": 0.02, "answer_ds_excess": 0.08}}},
+        "entropy": {}, "perplexity": None,
+        "environment": {"awqguard": "0.0.0", "torch": "2.13.0", "kernel_paths": ["float"],
+                        "reference": {"source": "ref", "fingerprint": "r1"},
+                        "candidate": {"source": "cand", "fingerprint": "c1"},
+                        "suite": {"name": "default", "fingerprint": "s1", "items": 1},
+                        "embedder": {"fingerprint": "e1", "candidate_pipeline": "full precision"},
+                        "seeds": [0, 1], "config": {}},
+        "timing": {"wall_s": 1.5, "stages": {"measure": 0.5}},
+    }

@@ -4,10 +4,14 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
+import jsonschema
 import pytest
+from helpers import minimal_results
 
 from awqguard.cli import main
-from awqguard.report import svg
+from awqguard.gates import engine
+from awqguard.report import schema, svg
+from awqguard.report.ci import junit_xml, summary_markdown
 from awqguard.report.html import render_report, report_view
 
 
@@ -65,7 +69,9 @@ def test_passing_results_render_as_passed(failing_check):
     results["passed"] = True
     for g in results["gates"]:
         g["status"], g["passed"] = "pass", True
-    results["symptoms"], results["summary"]["failed"] = [], 0
+    results["symptoms"] = []
+    results["summary"].update(failed=0, warned=0, skipped=0, symptoms=[])
+    schema.validate_results(results, "passing.json")
     html = render_report(results)
     assert 'class="verdict pass"' in html and "No gate failed or warned" in html
 
@@ -117,3 +123,27 @@ def test_check_that_cannot_run_leaves_a_junit_error(tmp_path, capsys):
     assert main(["check", "--config", str(cfg), "--out", str(tmp_path / "out")]) == 4
     case = ET.parse(tmp_path / "out" / "junit.xml").getroot().find("testsuite/testcase")
     assert case.find("error") is not None and "top_kk" in case.find("error").get("message")
+
+
+def test_engine_results_match_the_schema(failing_check):
+    results, paths = failing_check
+    jsonschema.Draft202012Validator.check_schema(schema.SCHEMA)
+    schema.validate_results(results, paths["results"])
+    assert schema.SCHEMA_VERSION == engine.SCHEMA_VERSION
+
+
+def test_hand_made_results_match_the_schema_and_render():
+    results = minimal_results()
+    schema.validate_results(results, "minimal.json")
+    assert "FAILED" in render_report(results) and "perplexity-ratio" in junit_xml(results)
+    assert summary_markdown(results).startswith("❌")
+
+
+def test_schema_problems_are_one_message_naming_file_and_paths(failing_check):
+    results = json.loads(json.dumps(failing_check[0]))
+    del results["gates"][3]["status"]
+    results["gates"][5]["threshold"] = "x"
+    with pytest.raises(ValueError) as err:
+        schema.validate_results(results, "reports/latest/results.json")
+    assert str(err.value) == ("reports/latest/results.json: gates[3]: 'status' is a required property; "
+                              "gates[5].threshold: 'x' is not of type 'number'")
