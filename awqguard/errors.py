@@ -4,6 +4,8 @@ Exit codes follow pytest's meanings (DESIGN.md §9): 1 gate failed, 2 interrupte
 3 internal error, 4 usage or configuration error.
 """
 
+import re
+
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 EXIT_INTERRUPTED = 2
@@ -31,3 +33,11 @@ class CalibrationError(AwqguardError):
 
 class OutputExistsError(AwqguardError):
     """The output folder already holds something we must not overwrite."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")   # CSI and OSC sequences
+
+
+def strip_ansi(text: str) -> str:
+    """`text` without terminal colour and control sequences (third-party errors carry them)."""
+    return _ANSI.sub("", text)

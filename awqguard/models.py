@@ -11,13 +11,12 @@ import hashlib
 import importlib.util
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from awqguard.errors import ModelLoadError
+from awqguard.errors import ModelLoadError, strip_ansi
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +200,6 @@ def read_json(path: Path) -> dict:
     return value
 
 
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?)")
 PICKLE_REFUSED = ("a weights file in this folder is a pickle holding more than tensors, which could run code; "
                   "awqguard does not load it. Ask its publisher for safetensors weights (model.safetensors)")
 
@@ -209,7 +207,7 @@ PICKLE_REFUSED = ("a weights file in this folder is a pickle holding more than t
 def error_reason(exc: BaseException) -> str:
     """One line for a third-party error: its first line, without terminal colour codes. A refused
     pickle gets awqguard's own message (torch's suggests loading it unsafely, which we never advise)."""
-    text = _ANSI.sub("", str(exc)).strip()
+    text = strip_ansi(str(exc)).strip()
     if "weights_only" in text or type(exc).__name__ == "UnpicklingError":
         return PICKLE_REFUSED
     first = text.splitlines()[0] if text else ""

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -51,7 +50,7 @@ def test_staging_left_by_a_killed_process_is_cleaned_on_the_next_write(tmp_path)
     stale_file.write_text("{")
     live = tmp_path / f".other.partial-{os.getppid()}-00000000"       # a running process's staging stays
     live.mkdir()
-    old = time.time() - 3600
+    old = files._STARTED - 60                 # older than this process
     for p in (stale_dir, stale_file, live):
         os.utime(p, (old, old))
     files.write_text(tmp_path / "results.json", "{}")
@@ -70,7 +69,7 @@ def test_a_killed_save_leaves_nothing_the_next_save_does_not_clean(tmp_path):
     assert proc.returncode == -9
     left = [p for p in tmp_path.iterdir() if ".partial-" in p.name]
     assert len(left) == 1 and not target.exists()
-    old = time.time() - 60
+    old = files._STARTED - 60                 # left before this process started (pytest started long ago)
     os.utime(left[0], (old, old))
     with files.staging_dir(target) as tmp:
         (tmp / "model.safetensors").write_bytes(b"y")

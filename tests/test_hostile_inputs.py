@@ -313,6 +313,13 @@ def test_check_out_unwritable_refused_and_not_hidden(capsys, world, tmp_path):
     expect(check(capsys, world, tmp_path, "--out", "/proc/awqguard-out"), 4, "--out /proc/awqguard-out", "cannot write")
 
 
+def test_check_config_error_is_not_hidden_by_an_unusable_out(capsys, world, tmp_path):
+    (tmp_path / "out-file").write_text("x")
+    outcome = check(capsys, world, tmp_path, "--out", tmp_path / "out-file", "--seeds", "x")
+    expect(outcome, 4, "--seeds takes comma-separated integers")
+    assert (tmp_path / "out-file").read_text() == "x"
+
+
 def test_check_error_with_control_characters_still_gives_well_formed_junit(capsys, world, tmp_path):
     import xml.etree.ElementTree as ET
     suite = tmp_path / "bad\x1b[31mname\x07"
@@ -388,13 +395,24 @@ def test_check_nan_candidate_fails_with_strict_json_and_escaped_summary(capsys, 
     assert any("Not a finite number" in n for n in results["notices"])
     assert next(g for g in results["gates"] if g["id"] == "perplexity-ratio")["status"] == "fail"
     ET.parse(out / "junit.xml")
-    summary = (out / "summary.md").read_text()
-    assert "<img" not in summary
+    assert "<img" not in _outside_code_fences((out / "summary.md").read_text())   # code blocks show text literally
     report = (out / "report.html").read_text()
     assert "<img src=x" not in report
     no_staging_left(out)
     # the release evidence names this candidate's files; the deploy step's verify agrees
     expect(run(capsys, "verify", out / "results.json", "--candidate", nan_candidate), 1, "did not pass")
+
+
+def _outside_code_fences(markdown: str) -> str:
+    kept, fence = [], None
+    for line in markdown.splitlines():
+        if fence is None and line.startswith("```"):
+            fence = line
+        elif fence is not None and line == fence:
+            fence = None
+        elif fence is None:
+            kept.append(line)
+    return "\n".join(kept)
 
 
 # ---- verify ------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from typing import Any, Iterator
 
 import awqguard
 from awqguard import files
-from awqguard.files import write_bytes as write_atomic  # noqa: F401  (report/html.py until it moves to files)
 
 ENV_VAR = "AWQGUARD_CACHE"
 

@@ -35,8 +35,8 @@ from awqguard.gates.problem_map import SYMPTOMS
 from awqguard.gates.runner import RunSettings, run_variant
 from awqguard.gates.scoring import Stick
 from awqguard.models import ModelSource, fingerprint, load_model, load_tokenizer, resolve_model
+from awqguard.report.schema import SCHEMA_VERSION     # one number for the writer and the reader
 
-SCHEMA_VERSION = 1
 MIN_PROBES = 10               # fewer probe answers than this cannot tell a flip rate from noise
 TOKENIZER_PROBE = "Rotate key tk_live_42 via `tarn keys rotate` within 24 hours; see [auth#rotating-keys]."
 

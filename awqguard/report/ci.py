@@ -14,8 +14,9 @@ import html
 import re
 import xml.etree.ElementTree as ET
 
+from awqguard.errors import strip_ansi
+
 SUITE_NAME = "awqguard.gates"
-ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")   # CSI and OSC sequences
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")   # what XML 1.0 forbids
 # what could open code, emphasis or a link; "_" between letters or digits (ds_qr) cannot
 MARKDOWN_PUNCTUATION = re.compile(r"([\\`*\[\]~]|(?<![^\W_])_|_(?![^\W_]))")
@@ -23,7 +24,7 @@ MARKDOWN_PUNCTUATION = re.compile(r"([\\`*\[\]~]|(?<![^\W_])_|_(?![^\W_]))")
 
 def clean_text(value) -> str:
     """str(value) without ANSI escape sequences, each other character XML 1.0 forbids shown as \\x1b or \\ud800."""
-    text = ANSI.sub("", str(value))
+    text = strip_ansi(str(value))
     return NOT_XML.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
 
 
