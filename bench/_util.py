@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -38,8 +37,9 @@ def measure():
 
 
 def emit(payload: dict) -> None:
-    json.dump(payload, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    """Strict JSON on stdout: a value that came out NaN (a broken candidate) is printed as null."""
+    from awqguard.files import dumps
+    sys.stdout.write(dumps(payload, indent=2) + "\n")
 
 
 def versions() -> dict:
