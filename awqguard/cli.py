@@ -224,13 +224,20 @@ def _add_report(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
-def cmd_report(args) -> int:
+def _read_results(path: Path) -> dict:
+    """results.json, validated; a damaged or foreign file is the user's to fix (exit 4)."""
     from awqguard.errors import ConfigError
-    from awqguard.report.html import check_out_path, read_results, write_report
+    from awqguard.report.html import read_results
     try:
-        results = read_results(args.results)
+        return read_results(path)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def cmd_report(args) -> int:
+    from awqguard.errors import ConfigError
+    from awqguard.report.html import check_out_path, write_report
+    results = _read_results(args.results)
     out = args.out or args.results.parent / "report.html"
     check_out_path(out, args.results, "-o" if args.out else "report")     # before rendering
     try:
@@ -256,13 +263,9 @@ def _add_verify(sub) -> None:
 
 
 def cmd_verify(args) -> int:
-    from awqguard.errors import EXIT_GATE_FAILED, ConfigError
+    from awqguard.errors import EXIT_GATE_FAILED
     from awqguard.evidence import verify
-    from awqguard.report.html import read_results
-    try:
-        results = read_results(args.results)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    results = _read_results(args.results)
     verify(results, args.results, {"candidate": args.candidate, "reference": args.reference, "suite": args.suite})
     if not results["passed"]:
         print(f"{args.candidate}: the files are the ones checked, but the check did not pass "
