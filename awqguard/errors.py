@@ -1,6 +1,6 @@
 """Errors users can act on. The CLI prints them as one clear message, never a traceback.
 
-Exit codes follow pytest's meanings (DESIGN.md §9): 1 gate failed, 2 interrupted,
+Exit codes follow pytest's meanings (docs/architecture.md §11): 1 gate failed, 2 interrupted,
 3 internal error, 4 usage or configuration error.
 """
 

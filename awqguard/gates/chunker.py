@@ -1,4 +1,4 @@
-"""Chunker: word-token windows with overlap over each document (DESIGN.md §5).
+"""Chunker: word-token windows with overlap over each document (docs/architecture.md §7).
 
 Every chunk keeps its source span, in word-token positions (for coverage) and in characters (for
 display), and the heading path of the section it starts in (for the prompt's section header).

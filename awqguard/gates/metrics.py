@@ -1,4 +1,4 @@
-"""WFGY metrics (DESIGN.md §7) as pure functions on arrays and strings: no models, no I/O.
+"""WFGY metrics (docs/architecture.md §9) as pure functions on arrays and strings: no models, no I/O.
 
 ΔS(x, y) = 1 − cos(E(x), E(y)), clipped to [0, 1]; zones < 0.40 stable, 0.40–0.60 transitional,
 ≥ 0.60 risk. Embeddings come from the measuring-stick embedder, computed elsewhere.

@@ -1,4 +1,4 @@
-"""The retrieval half of the RAG pipeline under test (DESIGN.md §5): embedder → faiss index → top-k.
+"""The retrieval half of the RAG pipeline under test (docs/architecture.md §7): embedder → faiss index → top-k.
 
 The reference pipeline embeds with the full-precision embedder; the candidate pipeline can embed
 with the same embedder quantized by awqguard's own AWQ (so retrieval drift is measured, not zero

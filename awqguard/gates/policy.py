@@ -1,4 +1,4 @@
-"""Gates as parsed objects with a pure check (DESIGN.md §8). The default policy is data.
+"""Gates as parsed objects with a pure check (docs/architecture.md §10). The default policy is data.
 
 A gate compares one metric value with a threshold; severity "fail" blocks a release, "warn" only
 reports. Each gate names the Problem-Map symptoms its failure evidences.

@@ -1,4 +1,4 @@
-"""Problem-Map symptoms (DESIGN.md §8), declared as data: what a failed gate means and what to do.
+"""Problem-Map symptoms (docs/architecture.md §10), declared as data: what a failed gate means and what to do.
 
 Fixes are written in awqguard terms: the command or option a user changes.
 """

@@ -1,4 +1,4 @@
-"""The RAG prompt: retrieved chunks under their section headers, then the question (DESIGN.md §5).
+"""The RAG prompt: retrieved chunks under their section headers, then the question (docs/architecture.md §7).
 
 Header order is "fixed" (retrieval rank) or "shuffled" (a seeded permutation: the header-shuffle
 probe). Chunks carry their section id so answers can cite it. json items ask for JSON only.

@@ -1,4 +1,4 @@
-"""Per-run, per-item and suite metrics for a paired reference/candidate run (DESIGN.md §7).
+"""Per-run, per-item and suite metrics for a paired reference/candidate run (docs/architecture.md §9).
 
 Everything is measured with the measuring-stick embedder (always full precision), through a
 `Stick` that embeds each distinct text once. The anchor is compared at evidence level: ΔS to an

@@ -1,4 +1,4 @@
-"""AWQ, block by block (DESIGN.md §3): statistics -> scale search -> fold -> clip -> round -> pack."""
+"""AWQ, block by block (docs/architecture.md §4): statistics -> scale search -> fold -> clip -> round -> pack."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Calibration data: texts from files, suites or datasets, cut into fixed-length token samples.
 
-Sources (DESIGN.md §3.7): a list of texts; a .txt file (blank-line separated paragraphs); a .jsonl
+Sources (docs/architecture.md §4): a list of texts; a .txt file (blank-line separated paragraphs); a .jsonl
 file with a "text" field; a fixture suite folder (suite.yaml + corpus/*.md); a dataset folder saved
 by `datasets.save_to_disk` (needs pyarrow); or a folder of .txt/.jsonl/.md files. With no source,
 the built-in default is English technical prose that ships with every CPython (see

@@ -1,4 +1,4 @@
-"""AutoAWQ GEMM-format checkpoints (DESIGN.md §3.9): atomic save, and loading ours or AutoAWQ's.
+"""AutoAWQ GEMM-format checkpoints (docs/architecture.md §5): atomic save, and loading ours or AutoAWQ's.
 
 On disk: model.safetensors (qweight/qzeros/scales per quantized linear, every other tensor fp16),
 config.json with "quantization_config", the tokenizer, and awqguard.json recording how it was made.

@@ -11,7 +11,7 @@ from awqguard.errors import ConfigError
 SUPPORTED_BITS = (2, 3, 4, 8)   # 4 is packed; 2, 3 and 8 are fake-quantized (dequantized floats saved)
 PACKED_BITS = (4,)
 VERSIONS = ("gemm", "gemv")
-ROUNDINGS = ("nearest", "dh")   # dh: Dynamic Heuristic greedy flips (DESIGN.md §3 item 8)
+ROUNDINGS = ("nearest", "dh")   # dh: Dynamic Heuristic greedy flips (docs/architecture.md §4)
 # What n_samples counts: "blocks" of seqlen tokens (awqguard's meaning), or "texts" taken in order and
 # then cut into as many blocks as they make (AutoAWQ's max_calib_samples).
 N_SAMPLES_UNITS = ("blocks", "texts")
@@ -27,7 +27,7 @@ ALIASES = {
 
 @dataclass
 class QuantConfig:
-    """How to quantize. Field defaults are AutoAWQ's (DESIGN.md §3.7)."""
+    """How to quantize. Field defaults are AutoAWQ's (docs/architecture.md §4)."""
 
     w_bit: int = 4
     group_size: int = 128            # -1 = one group per whole row

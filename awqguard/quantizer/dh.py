@@ -1,4 +1,4 @@
-"""Dynamic Heuristic rounding (DESIGN.md §3 item 8, seed 003): greedy flips after nearest rounding.
+"""Dynamic Heuristic rounding (docs/architecture.md §4): greedy flips after nearest rounding.
 
 For each output row, the expected output error over calibration means is e = Σ_j (w_j − ŵ_j)·E[x_j].
 A flip moves one weight to its other grid neighbour (the one nearest rounding passed over); it is a

@@ -2,7 +2,7 @@
 
 `knee_index` is a pure function on a curve sorted in descending order (the sorted |E[x_j]| of a
 layer's input channels): the knee is where the steep head of a few large channels turns into the
-flat tail. `outlier_channels` applies it to the first half of the sorted curve, as DESIGN.md §3
+flat tail. `outlier_channels` applies it to the first half of the sorted curve, as docs/architecture.md §4
 item 8 says, and falls back to the top 5% when the curve has no knee. Hand-written instead of the
 `kneed` package: the whole method is a dozen lines of numpy and we need only the one curve shape.
 """
@@ -50,7 +50,7 @@ def outlier_channels(abs_means: torch.Tensor, tolerance: float = 0.0, sensitivit
     first half of the sorted curve; the top 5% when that half has no knee.
 
     `tolerance` (the CLI's --knee-tolerance) moves the cut by that share of the searched half, as the
-    seed's implementation does: 0.1 protects 10% of the half more, a negative value fewer.
+    method's reference implementation does: 0.1 protects 10% of the half more, a negative value fewer.
     """
     values = abs_means.detach().float().abs().cpu()
     order = torch.argsort(values, descending=True)

@@ -1,4 +1,4 @@
-"""Which ops AWQ scales, per architecture, declared as data (DESIGN.md §3.1).
+"""Which ops AWQ scales, per architecture, declared as data (docs/architecture.md §4).
 
 A Mapping says: the output of `prev` feeds exactly the `linears`; dividing `prev`'s output by s
 and multiplying the linears' input columns by s leaves the function unchanged; `inspect` is the

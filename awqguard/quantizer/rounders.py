@@ -1,7 +1,7 @@
 """The rounding mode a QuantConfig names, as one call: "nearest" (standard AWQ) or "dh".
 
 Both the scale search and the final rounding go through `round_weight`/`fake_round`, so a dh run
-is dh everywhere the seed's method rounds. dh needs the signed calibration means E[x_j] of the
+is dh everywhere the method rounds. dh needs the signed calibration means E[x_j] of the
 linear's input as the linear sees it (after the AWQ scale is folded in: E[x_j] / s_j); its outlier
 channels are the Kneedle knee of their magnitudes, found per layer.
 """
