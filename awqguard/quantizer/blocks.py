@@ -140,3 +140,41 @@ class CallRecorder:
     def remove(self) -> None:
         for h in self._hooks:
             h.remove()
+
+
+def is_tokenwise(module: nn.Module) -> bool:
+    """True when `module` maps each token on its own (an MLP, a linear): no attention inside it."""
+    return not any("attention" in type(m).__name__.lower() for m in module.modules())
+
+
+class TokenSample:
+    """The inputs and outputs of token-wise checked modules at `positions`: a fixed random subset of
+    every token of every calibration sequence, gathered while the whole block runs. A grid loss on
+    them sees the variety of the whole calibration set at the cost of a few sequences."""
+
+    def __init__(self, modules: dict[int, nn.Module], positions: torch.Tensor):
+        self.positions = positions                          # sorted global token indices
+        self.inputs: dict[int, list[torch.Tensor]] = {k: [] for k in modules}
+        self.outputs: dict[int, list[torch.Tensor]] = {k: [] for k in modules}
+        self.seen = {k: 0 for k in modules}
+        self._hooks = [m.register_forward_hook(self._hook(k)) for k, m in modules.items()]
+
+    def _hook(self, key: int) -> Callable:
+        def hook(module, inputs, output):
+            x, y = inputs[0].detach(), first_tensor(output).detach()
+            n, start = x.numel() // x.shape[-1], self.seen[key]                 # x [..., in]: n tokens
+            lo, hi = torch.searchsorted(self.positions, torch.tensor([start, start + n])).tolist()
+            local = (self.positions[lo:hi] - start).to(x.device)
+            self.inputs[key].append(x.reshape(n, -1)[local].cpu())
+            self.outputs[key].append(y.reshape(n, -1)[local].cpu())
+            self.seen[key] += n
+        return hook
+
+    def call(self, key: int, device: torch.device) -> tuple[tuple, dict, torch.Tensor]:
+        """(args, kwargs, output) as one [1, tokens, features] call of the module."""
+        x = torch.cat(self.inputs[key]).unsqueeze(0).to(device)
+        return (x,), {}, torch.cat(self.outputs[key]).unsqueeze(0).to(device)
+
+    def remove(self) -> None:
+        for h in self._hooks:
+            h.remove()
