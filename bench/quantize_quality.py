@@ -60,9 +60,6 @@ def main(argv=None) -> int:
                     help="calibration text (default: the CLI's built-in one)")
     ap.add_argument("--loss-tokens", type=int, default=QuantConfig.loss_tokens,
                     help="tokens the scale-search loss is computed on")
-    ap.add_argument("--loss-sample", choices=["sequences", "tokens"], default=QuantConfig.loss_sample,
-                    help="what the grid loss sees: whole sequences, or tokens from every sequence where the "
-                         "checked module is token-wise")
     ap.add_argument("--max-windows", type=int, default=64, help="held-out 512-token windows (default 64)")
     ap.add_argument("--heldout", default=",".join(HELDOUT_TEXTS),
                     help=f"comma-separated held-out domains (default: all of {', '.join(HELDOUT_TEXTS)})")
@@ -77,7 +74,7 @@ def main(argv=None) -> int:
     load_seconds = time.perf_counter() - load_start
     windows = {d: heldout_windows(tokenizer, HELDOUT_TEXTS[d](), 512, args.max_windows) for d in domains}
     cfg = QuantConfig(w_bit=args.w_bit, group_size=args.group_size, n_samples=args.n_samples,
-                      seqlen=args.seqlen, loss_tokens=args.loss_tokens, loss_sample=args.loss_sample)
+                      seqlen=args.seqlen, loss_tokens=args.loss_tokens)
 
     ppl = {d: {"float": model_perplexity(reference, w)} for d, w in windows.items()}
     rtn = copy.deepcopy(reference)
@@ -97,8 +94,7 @@ def main(argv=None) -> int:
         "benchmark": "quantize_quality",
         "model": source.label,
         "config": {"w_bit": cfg.w_bit, "group_size": cfg.group_size, "n_samples": cfg.n_samples,
-                   "seqlen": cfg.seqlen, "loss_tokens": cfg.loss_tokens, "loss_sample": cfg.loss_sample,
-                   "calibration": args.calib_text},
+                   "seqlen": cfg.seqlen, "loss_tokens": cfg.loss_tokens, "calibration": args.calib_text},
         "heldout": heldout,
         "quantize": {"wall_s": cost["seconds"], "peak_rss_gib": cost["peak_rss_gib"],
                      "rss_before_gib": cost["rss_before_gib"]},

@@ -15,8 +15,7 @@ from awqguard.errors import ConfigError, ModelLoadError
 from awqguard.kernels.wqlinear import AWQLinear
 from awqguard.quantizer import rounding
 from awqguard.quantizer.apply import apply_clip, fold_scale
-from awqguard.quantizer.blocks import (CallRecorder, InputStats, TokenSample, capture_block_inputs,
-                                      is_tokenwise, run_block)
+from awqguard.quantizer.blocks import CallRecorder, InputStats, capture_block_inputs, run_block
 from awqguard.quantizer.config import QuantConfig, workable_group_sizes
 from awqguard.quantizer.kneedle import outlier_channels
 from awqguard.quantizer.mappings import Architecture, find_blocks, resolve_architecture, resolve_block
@@ -130,23 +129,18 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
     linears = block_linears(block, block_name, cfg)
     mappings = [rm for rm in mappings if all(any(l is m for m in linears.values()) for l in rm.linears)]
 
-    # 1. every calibration token: Σ|x| per input channel, and the FP outputs for the next block;
-    #    with loss_sample "tokens", token-wise checked modules also keep a sample drawn from every sequence
+    # 1. every calibration token: Σ|x| per input channel, and the FP outputs for the next block
     stats = InputStats(linears)
-    tokenwise = {id(rm.inspect): rm.inspect for rm in mappings
-                 if cfg.loss_sample == "tokens" and is_tokenwise(rm.inspect)}
-    sampler = TokenSample(tokenwise, _loss_positions(hidden.shape[0] * hidden.shape[1], cfg))
     try:
         next_hidden = run_block(block, hidden, call, chunk, device)
     finally:
         stats.remove()
-        sampler.remove()
 
     # 2. a seeded subsample of whole sequences (attention needs them whole) for the losses
     n_seq = min(hidden.shape[0], call.batch, max(1, math.ceil(cfg.loss_tokens / hidden.shape[1])))
     pick = torch.randperm(hidden.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[:n_seq]
     sub = hidden[pick.sort().values]
-    inspects = {id(rm.inspect): rm.inspect for rm in mappings if id(rm.inspect) not in tokenwise}
+    inspects = {id(rm.inspect): rm.inspect for rm in mappings}
     recorder = CallRecorder({}, inspects)
     try:
         sub_out = run_block(block, sub, call, n_seq, device)
@@ -157,8 +151,7 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
     scales = []
     for rm in mappings:
         first = _name_of(linears, rm.linears[0])
-        key = id(rm.inspect)
-        args, kwargs, out = sampler.call(key, device) if key in tokenwise else recorder.calls[key]
+        args, kwargs, out = recorder.calls[id(rm.inspect)]
         s, ratio, _ = search_scale(rm, stats.mean(first).to(device), InspectCall(args, kwargs, out), cfg,
                                    stats.signed_mean(first).to(device))
         scales.append((rm, s))
@@ -193,12 +186,6 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
         report.quantized.append(name)
     block.to("cpu")
     return next_hidden, report
-
-
-def _loss_positions(total: int, cfg: QuantConfig) -> torch.Tensor:
-    """cfg.loss_tokens token positions out of `total`, seeded, sorted."""
-    pick = torch.randperm(total, generator=torch.Generator().manual_seed(cfg.seed))[:cfg.loss_tokens]
-    return pick.sort().values
 
 
 def _name_of(linears: dict[str, nn.Linear], module: nn.Module) -> str:

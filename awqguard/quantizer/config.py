@@ -15,7 +15,6 @@ ROUNDINGS = ("nearest", "dh")   # dh: Dynamic Heuristic greedy flips (docs/archi
 # What n_samples counts: "blocks" of seqlen tokens (awqguard's meaning), or "texts" taken in order and
 # then cut into as many blocks as they make (AutoAWQ's max_calib_samples).
 N_SAMPLES_UNITS = ("blocks", "texts")
-LOSS_SAMPLES = ("sequences", "tokens")
 
 # AutoAWQ's quant_config / quantize() keyword names -> ours.
 ALIASES = {
@@ -42,8 +41,7 @@ class QuantConfig:
     apply_clip: bool = True
     n_grid: int = 20                 # ratios r = i / n_grid
     seed: int = 0                    # which blocks ("blocks" unit only) and the loss-token subsample
-    loss_tokens: int = 4096          # tokens the grid loss is computed on
-    loss_sample: str = "sequences"   # "tokens": token-wise checked modules see tokens from every sequence
+    loss_tokens: int = 4096          # tokens the grid loss is computed on (whole sequences)
     clip_tokens: int = 512           # tokens the clip search is computed on
     rounding: str = "nearest"        # "dh": greedy flips towards zero expected row error, in search and final
     max_flip_percent: float = 0.01   # dh: at most this share of in_features flipped per output row
@@ -69,10 +67,6 @@ class QuantConfig:
             raise ConfigError(f"version must be one of {VERSIONS}; got {self.version!r}")
         if self.rounding not in ROUNDINGS:
             raise ConfigError(f"rounding must be one of {ROUNDINGS}; got {self.rounding!r}")
-        if self.loss_sample not in LOSS_SAMPLES:
-            raise ConfigError(f"loss_sample must be one of {LOSS_SAMPLES} (whole calibration sequences for every "
-                              f"mapping, or tokens drawn from all of them where the checked module works token by "
-                              f"token); got {self.loss_sample!r}")
         if self.n_samples_unit not in N_SAMPLES_UNITS:
             raise ConfigError(f"n_samples_unit must be one of {N_SAMPLES_UNITS} (blocks of seqlen tokens, or "
                               f"texts as AutoAWQ's max_calib_samples counts); got {self.n_samples_unit!r}")
