@@ -144,7 +144,7 @@ class AwqGates:
         """Run the engine once per pytest session, whichever worker gets here first."""
         from filelock import FileLock
 
-        from awqguard.gates import cache
+        from awqguard import files
         from awqguard.gates.engine import run_gates
         from awqguard.gates.results import clear_outputs, results_body, write_outputs
         self.out.mkdir(parents=True, exist_ok=True)
@@ -157,7 +157,7 @@ class AwqGates:
             write_outputs(results, self.out)
             with open(self.out / RUN_LOG, "a") as log:
                 log.write(f"{self.session} {self.worker}\n")
-            cache.write_json(self.out / SESSION_FILE, {"session": self.session, "engine_run_by": self.worker,
+            files.write_json(self.out / SESSION_FILE, {"session": self.session, "engine_run_by": self.worker,
                                                        "pid": os.getpid()})
             return results_body(results)
 

@@ -46,10 +46,6 @@ def lock(target: Path) -> Iterator[None]:
         yield
 
 
-def write_json(path: Path, value: Any) -> None:
-    files.write_json(path, value)
-
-
 def read_json(path: Path) -> Any | None:
     """The cached value, or None when missing or unreadable (a damaged entry is a miss)."""
     try:

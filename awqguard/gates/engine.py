@@ -162,7 +162,7 @@ def _cached_run(key_parts: dict, use_cache: bool, compute) -> tuple[dict, bool]:
             return hit, True
     value = compute()
     if use_cache:
-        cache.write_json(path, value)
+        files.write_json(path, value)
     return value, False
 
 
