@@ -15,12 +15,14 @@ from awqguard.errors import ConfigError, ModelLoadError
 from awqguard.kernels.wqlinear import AWQLinear
 from awqguard.quantizer import rounding
 from awqguard.quantizer.apply import apply_clip, fold_scale
-from awqguard.quantizer.blocks import CallRecorder, InputStats, capture_block_inputs, run_block
-from awqguard.quantizer.config import QuantConfig, workable_group_sizes
+from awqguard.quantizer.blocks import (CallRecorder, InputGrams, InputStats, TokenSample, capture_block_inputs,
+                                      is_tokenwise, run_block)
+from awqguard.quantizer.config import QuantConfig, group_size_for, workable_group_sizes
 from awqguard.quantizer.kneedle import outlier_channels
 from awqguard.quantizer.mappings import Architecture, find_blocks, resolve_architecture, resolve_block
 from awqguard.quantizer.rounders import round_weight
-from awqguard.quantizer.search import InspectCall, sample_rows, search_clip, search_scale
+from awqguard.quantizer.search import (GramCall, InspectCall, sample_rows, search_clip, search_clip_gram,
+                                      search_scale)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class BlockReport:
     flipped: int = 0                                              # dh: weights moved off nearest
     outlier_channels: int = 0                                     # dh: input channels never flipped
     channels: int = 0                                             # dh: input channels of its linears
+    clip_shrink: dict[str, float] = field(default_factory=dict)  # linear -> mean clip / max|w| per group
 
 
 @dataclass
@@ -53,7 +56,8 @@ class QuantReport:
         d = {"model_type": self.model_type, "quantized_linears": self.quantized_linears,
              "seconds": round(self.seconds, 2),
              "max_fold_error": max((b.fold_error for b in self.blocks), default=0.0),
-             "ratios": {b.name: b.ratios for b in self.blocks}}
+             "ratios": {b.name: b.ratios for b in self.blocks},
+             "clip_shrink": {b.name: b.clip_shrink for b in self.blocks}}
         channels = sum(b.channels for b in self.blocks)
         if channels:    # dh rounding ran: how much it changed, and how much Kneedle protected
             d["dh"] = {"flipped_share": sum(b.flipped for b in self.blocks) / sum(b.weights for b in self.blocks),
@@ -128,19 +132,32 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
     mappings = resolve_block(block, arch, block_name)
     linears = block_linears(block, block_name, cfg)
     mappings = [rm for rm in mappings if all(any(l is m for m in linears.values()) for l in rm.linears)]
+    spread = cfg.loss_sample == "spread"
 
-    # 1. every calibration token: Σ|x| per input channel, and the FP outputs for the next block
+    # 1. every calibration token: Σ|x| per input channel, the FP outputs for the next block and,
+    #    spread, the second moments of linear inputs and a token sample for token-wise checked modules
+    total = hidden.shape[0] * hidden.shape[1]
     stats = InputStats(linears)
+    grams = InputGrams(linears, _input_groups(linears, mappings), cfg.group_size,
+                       {_name_of(linears, rm.inspect) for rm in mappings if _checks_linear(rm)} if spread else set(),
+                       _positions(total, cfg.gram_tokens, cfg.seed)) if spread else None
+    tokenwise = {id(rm.inspect): rm.inspect for rm in mappings
+                 if spread and not _checks_linear(rm) and is_tokenwise(rm.inspect)}
+    sampler = TokenSample(tokenwise, _positions(total, cfg.loss_tokens, cfg.seed))
     try:
         next_hidden = run_block(block, hidden, call, chunk, device)
     finally:
         stats.remove()
+        sampler.remove()
+        if grams is not None:
+            grams.remove()
 
-    # 2. a seeded subsample of whole sequences (attention needs them whole) for the losses
-    n_seq = min(hidden.shape[0], call.batch, max(1, math.ceil(cfg.loss_tokens / hidden.shape[1])))
-    pick = torch.randperm(hidden.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[:n_seq]
-    sub = hidden[pick.sort().values]
-    inspects = {id(rm.inspect): rm.inspect for rm in mappings}
+    # 2. whole sequences (attention needs them whole) for the other losses
+    n_seq = cfg.loss_sequences if spread and cfg.loss_sequences else math.ceil(cfg.loss_tokens / hidden.shape[1])
+    n_seq = min(hidden.shape[0], call.batch, max(1, n_seq))
+    sub = hidden[_sequence_pick(hidden.shape[0], n_seq, cfg, spread)]
+    inspects = {id(rm.inspect): rm.inspect for rm in mappings if id(rm.inspect) not in tokenwise
+                and not (spread and _checks_linear(rm))}
     recorder = CallRecorder({}, inspects)
     try:
         sub_out = run_block(block, sub, call, n_seq, device)
@@ -151,8 +168,12 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
     scales = []
     for rm in mappings:
         first = _name_of(linears, rm.linears[0])
-        args, kwargs, out = recorder.calls[id(rm.inspect)]
-        s, ratio, _ = search_scale(rm, stats.mean(first).to(device), InspectCall(args, kwargs, out), cfg,
+        key = id(rm.inspect)
+        if spread and _checks_linear(rm):
+            probe = GramCall(*grams.full(first))
+        else:
+            probe = InspectCall(*(sampler.call(key, device) if key in tokenwise else recorder.calls[key]))
+        s, ratio, _ = search_scale(rm, stats.mean(first).to(device), probe, cfg,
                                    stats.signed_mean(first).to(device))
         scales.append((rm, s))
         report.ratios[rm.mapping.prev] = ratio
@@ -162,7 +183,7 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
         folded.update({_name_of(linears, lin): s for lin in rm.linears})
 
     # the folded block must compute what it computed before; also records clip inputs
-    recorder = CallRecorder(linears, {})
+    recorder = CallRecorder({} if spread else linears, {})
     try:
         folded_out = run_block(block, sub, call, n_seq, device)
     finally:
@@ -177,8 +198,13 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
     # 5. clip search (skipping q/k-style projections), 6. round and pack
     for name, lin in linears.items():
         if cfg.apply_clip and not any(frag in name for frag in arch.no_clip):
-            x = sample_rows(recorder.linear_inputs[name], cfg.clip_tokens, cfg.seed)
-            apply_clip(lin, search_clip(lin.weight, x, cfg), cfg.group_size)
+            if spread:
+                max_val = search_clip_gram(lin.weight, _folded_gram(grams, name, folded.get(name)), cfg)
+            else:
+                max_val = search_clip(lin.weight, sample_rows(recorder.linear_inputs[name], cfg.clip_tokens,
+                                                              cfg.seed), cfg)
+            report.clip_shrink[name] = _mean_shrink(lin.weight, max_val, cfg.group_size)
+            apply_clip(lin, max_val, cfg.group_size)
         means = stats.signed_mean(name).to(device)
         if name in folded:     # the folded layer sees x / s
             means = means / folded[name].float()
@@ -186,6 +212,48 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
         report.quantized.append(name)
     block.to("cpu")
     return next_hidden, report
+
+
+def _mean_shrink(weight: torch.Tensor, max_val: torch.Tensor, group_size: int) -> float:
+    """Mean over (row, group) of the clip value over the group's max |w|: 1.0 = nothing clipped."""
+    g = group_size_for(weight.shape[1], group_size)
+    max_abs = weight.detach().float().reshape(weight.shape[0], -1, g).abs().amax(dim=-1)
+    return round(float((max_val / max_abs.clamp(min=1e-12)).mean()), 4)
+
+
+def _checks_linear(rm) -> bool:
+    """The mapping's checked module is its one linear: its loss follows from a second moment."""
+    return len(rm.linears) == 1 and rm.inspect is rm.linears[0]
+
+
+def _input_groups(linears: dict[str, nn.Linear], mappings) -> list[list[str]]:
+    """Sets of linears fed the same tensor: each mapping's linears, and every other linear alone."""
+    groups = [[_name_of(linears, lin) for lin in rm.linears] for rm in mappings]
+    grouped = {n for g in groups for n in g}
+    return groups + [[n] for n in linears if n not in grouped]
+
+
+def _folded_gram(grams: InputGrams, name: str, s: torch.Tensor | None) -> torch.Tensor:
+    """Per-group second moments of the input `name` sees after folding: x / s."""
+    gram, _ = grams.per_group(name)
+    if s is None:
+        return gram
+    inv = (1.0 / s.float().cpu()).reshape(gram.shape[0], -1)                    # [ng, g]
+    return gram * inv.unsqueeze(-1) * inv.unsqueeze(-2)
+
+
+def _positions(total: int, n: int, seed: int) -> torch.Tensor:
+    """n token positions out of `total`, seeded, sorted."""
+    pick = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
+    return pick.sort().values
+
+
+def _sequence_pick(n_total: int, n: int, cfg: QuantConfig, spread: bool) -> torch.Tensor:
+    """Which whole sequences the module-run losses see: evenly spaced over the set when spread."""
+    if spread:
+        return torch.linspace(0, n_total - 1, n).round().long().unique()
+    pick = torch.randperm(n_total, generator=torch.Generator().manual_seed(cfg.seed))[:n]
+    return pick.sort().values
 
 
 def _name_of(linears: dict[str, nn.Linear], module: nn.Module) -> str:

@@ -140,3 +140,100 @@ class CallRecorder:
     def remove(self) -> None:
         for h in self._hooks:
             h.remove()
+
+
+def is_tokenwise(module: nn.Module) -> bool:
+    """True when `module` maps each token on its own (an MLP, a linear): no attention inside it."""
+    return not any("attention" in type(m).__name__.lower() for m in module.modules())
+
+
+class TokenSample:
+    """The inputs and outputs of token-wise checked modules at `positions`: a fixed random subset of
+    every token of every calibration sequence, gathered while the whole block runs. A grid loss on
+    them sees the variety of the whole calibration set at the cost of a few sequences."""
+
+    def __init__(self, modules: dict[int, nn.Module], positions: torch.Tensor):
+        self.positions = positions                          # sorted global token indices
+        self.inputs: dict[int, list[torch.Tensor]] = {k: [] for k in modules}
+        self.outputs: dict[int, list[torch.Tensor]] = {k: [] for k in modules}
+        self.seen = {k: 0 for k in modules}
+        self._hooks = [m.register_forward_hook(self._hook(k)) for k, m in modules.items()]
+
+    def _hook(self, key: int) -> Callable:
+        def hook(module, inputs, output):
+            x, y = inputs[0].detach(), first_tensor(output).detach()
+            n, start = x.numel() // x.shape[-1], self.seen[key]                 # x [..., in]: n tokens
+            lo, hi = torch.searchsorted(self.positions, torch.tensor([start, start + n])).tolist()
+            local = (self.positions[lo:hi] - start).to(x.device)
+            self.inputs[key].append(x.reshape(n, -1)[local].cpu())
+            self.outputs[key].append(y.reshape(n, -1)[local].cpu())
+            self.seen[key] += n
+        return hook
+
+    def call(self, key: int, device: torch.device) -> tuple[tuple, dict, torch.Tensor]:
+        """(args, kwargs, output) as one [1, tokens, features] call of the module."""
+        x = torch.cat(self.inputs[key]).unsqueeze(0).to(device)
+        return (x,), {}, torch.cat(self.outputs[key]).unsqueeze(0).to(device)
+
+    def remove(self) -> None:
+        for h in self._hooks:
+            h.remove()
+
+
+class InputGrams:
+    """Second moments of linears' inputs, so squared output errors need no activations kept.
+
+    For a weight error Δ [out, in], Σ_tokens ‖x·Δᵀ‖² = Σ (Δ·G)⊙Δ with G = Σ xᵀx. Per quantization
+    group (G_g [n_groups, g, g], over every token) that scores the clip search on the whole
+    calibration set; whole (G [in, in], over the tokens at `positions`) it scores the scale search
+    of a mapping whose checked module is that linear. Linears fed the same tensor (q/k/v behind one
+    norm) share one entry: `groups` lists each set, keyed by its first name.
+    """
+
+    def __init__(self, linears: dict[str, nn.Linear], groups: list[list[str]], group_size: int,
+                 whole: set[str], positions: torch.Tensor):
+        self.owner = {name: members[0] for members in groups for name in members}
+        self.group_size = group_size
+        self.positions = positions
+        self.grouped: dict[str, torch.Tensor] = {}
+        self.whole: dict[str, torch.Tensor] = {}
+        self.count: dict[str, int] = {}
+        self.whole_count: dict[str, int] = {}
+        self.seen: dict[str, int] = {}
+        want_whole = {self.owner[n] for n in whole}
+        self._hooks = [linears[key].register_forward_hook(self._hook(key, key in want_whole))
+                       for key in {members[0] for members in groups}]
+
+    def _hook(self, key: str, whole: bool) -> Callable:
+        def hook(module, inputs, output):
+            x = inputs[0].detach().float()
+            x = x.reshape(-1, x.shape[-1])
+            n, width = x.shape
+            g = width if self.group_size == -1 else self.group_size
+            xg = x.reshape(n, width // g, g).transpose(0, 1)                   # [ng, n, g]
+            gram = torch.bmm(xg.transpose(1, 2), xg).cpu()
+            self.grouped[key] = self.grouped[key] + gram if key in self.grouped else gram
+            self.count[key] = self.count.get(key, 0) + n
+            if whole:
+                start = self.seen.get(key, 0)
+                lo, hi = torch.searchsorted(self.positions, torch.tensor([start, start + n])).tolist()
+                rows = x[(self.positions[lo:hi] - start).to(x.device)]
+                full = (rows.t() @ rows).cpu()
+                self.whole[key] = self.whole[key] + full if key in self.whole else full
+                self.whole_count[key] = self.whole_count.get(key, 0) + rows.shape[0]
+                self.seen[key] = start + n
+        return hook
+
+    def per_group(self, name: str) -> tuple[torch.Tensor, int]:
+        """(Σ xᵀx per group [ng, g, g], tokens) for `name`'s input."""
+        key = self.owner[name]
+        return self.grouped[key], self.count[key]
+
+    def full(self, name: str) -> tuple[torch.Tensor, int]:
+        """(Σ xᵀx [in, in], tokens) over the sampled positions, for `name`'s input."""
+        key = self.owner[name]
+        return self.whole[key], self.whole_count[key]
+
+    def remove(self) -> None:
+        for h in self._hooks:
+            h.remove()

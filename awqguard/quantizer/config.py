@@ -11,7 +11,8 @@ from awqguard.errors import ConfigError
 SUPPORTED_BITS = (2, 3, 4, 8)   # 4 is packed; 2, 3 and 8 are fake-quantized (dequantized floats saved)
 PACKED_BITS = (4,)
 VERSIONS = ("gemm", "gemv")
-ROUNDINGS = ("nearest", "dh")   # dh: Dynamic Heuristic greedy flips (docs/architecture.md §4)
+ROUNDINGS = ("nearest", "dh")
+LOSS_SAMPLES = ("spread", "sequences")   # which calibration tokens the searches' losses see (awq.py)   # dh: Dynamic Heuristic greedy flips (docs/architecture.md §4)
 # What n_samples counts: "blocks" of seqlen tokens (awqguard's meaning), or "texts" taken in order and
 # then cut into as many blocks as they make (AutoAWQ's max_calib_samples).
 N_SAMPLES_UNITS = ("blocks", "texts")
@@ -43,6 +44,9 @@ class QuantConfig:
     seed: int = 0                    # which blocks ("blocks" unit only) and the loss-token subsample
     loss_tokens: int = 4096          # tokens the grid loss is computed on (whole sequences)
     clip_tokens: int = 512           # tokens the clip search is computed on
+    loss_sample: str = "sequences"   # "spread": losses see tokens drawn from the whole set (see awq.py)
+    gram_tokens: int = 16384         # spread: tokens behind the second moment of linear-checked mappings
+    loss_sequences: int = 0          # spread: whole sequences for attention-checked losses (0: loss_tokens / seqlen)
     rounding: str = "nearest"        # "dh": greedy flips towards zero expected row error, in search and final
     max_flip_percent: float = 0.01   # dh: at most this share of in_features flipped per output row
     knee_tolerance: float = 0.0      # dh: moves the Kneedle outlier cut by this share of the searched half
@@ -67,6 +71,11 @@ class QuantConfig:
             raise ConfigError(f"version must be one of {VERSIONS}; got {self.version!r}")
         if self.rounding not in ROUNDINGS:
             raise ConfigError(f"rounding must be one of {ROUNDINGS}; got {self.rounding!r}")
+        if self.loss_sample not in LOSS_SAMPLES:
+            raise ConfigError(f"loss_sample must be one of {LOSS_SAMPLES}; got {self.loss_sample!r}")
+        if int(self.loss_sequences) < 0:
+            raise ConfigError(f"loss_sequences must be 0 (derived from loss_tokens) or a positive count; "
+                              f"got {self.loss_sequences}")
         if self.n_samples_unit not in N_SAMPLES_UNITS:
             raise ConfigError(f"n_samples_unit must be one of {N_SAMPLES_UNITS} (blocks of seqlen tokens, or "
                               f"texts as AutoAWQ's max_calib_samples counts); got {self.n_samples_unit!r}")
@@ -76,7 +85,7 @@ class QuantConfig:
         if not -1.0 <= float(self.knee_tolerance) <= 1.0:
             raise ConfigError(f"knee_tolerance is a share of the searched channels in [-1, 1] "
                               f"(positive protects more outlier channels); got {self.knee_tolerance}")
-        for name in ("n_samples", "seqlen", "n_grid", "loss_tokens", "clip_tokens"):
+        for name in ("n_samples", "seqlen", "n_grid", "loss_tokens", "clip_tokens", "gram_tokens"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer; got {getattr(self, name)}")
 

@@ -39,6 +39,27 @@ class InspectCall:
     kwargs: dict[str, Any]
     output: torch.Tensor
 
+    def loss(self, rm: ResolvedMapping, weights: list[torch.Tensor]) -> float:
+        """Mean squared change of the module's output with the mapping's linears set to `weights`."""
+        params = {f"{name}.weight" if name else "weight": w for name, w in zip(rm.linear_names, weights)}
+        with torch.no_grad():
+            out = first_tensor(functional_call(rm.inspect, params, self.args, self.kwargs))
+        return float((out.float() - self.output.float()).pow(2).mean())
+
+
+@dataclass
+class GramCall:
+    """The checked module is the mapping's single linear: its output error is x·Δᵀ, so the mean
+    squared error over every sampled token follows from the input's second moment Σ xᵀx alone."""
+
+    gram: torch.Tensor       # Σ xᵀx [in, in]
+    tokens: int
+
+    def loss(self, rm: ResolvedMapping, weights: list[torch.Tensor]) -> float:
+        delta = weights[0].float() - rm.linears[0].weight.detach().float()
+        gram = self.gram.to(delta.device)
+        return float(((delta @ gram) * delta).sum() / (self.tokens * delta.shape[0]))
+
 
 def first_tensor(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
@@ -61,26 +82,21 @@ def candidate_scale(x_mean: torch.Tensor, w_mean: torch.Tensor, ratio: float, du
     return s / (s.max() * s.min()).sqrt()
 
 
-def search_scale(rm: ResolvedMapping, x_mean: torch.Tensor, call: InspectCall, cfg: QuantConfig,
+def search_scale(rm: ResolvedMapping, x_mean: torch.Tensor, call: InspectCall | GramCall, cfg: QuantConfig,
                  signed_mean: torch.Tensor | None = None) -> tuple[torch.Tensor, float, list[float]]:
     """(best s [in], best ratio, loss per ratio) for one mapping. `x_mean` is E|x| (the salience
     the scales come from); `signed_mean` is E[x], which dh rounding needs."""
     x_mean = x_mean.float()
     w_mean = weight_mean(rm.linears, cfg.group_size).to(x_mean.device)
-    target = call.output.float()
     losses: list[float] = []
     best = (float("inf"), None, -1.0)
     for i in range(cfg.n_grid):
         ratio = i / cfg.n_grid
         s = candidate_scale(x_mean, w_mean, ratio, cfg.duo_scaling)
         means = signed_mean.float().to(s.device) / s if signed_mean is not None else None
-        params = {}
-        for name, lin in zip(rm.linear_names, rm.linears):
-            w = lin.weight.detach()
-            params[f"{name}.weight" if name else "weight"] = (fake_round(w.float() * s, cfg, means) / s).to(w.dtype)
-        with torch.no_grad():
-            out = first_tensor(functional_call(rm.inspect, params, call.args, call.kwargs))
-        loss = float((out.float() - target).pow(2).mean())
+        weights = [(fake_round(lin.weight.detach().float() * s, cfg, means) / s).to(lin.weight.dtype)
+                   for lin in rm.linears]
+        loss = call.loss(rm, weights)
         losses.append(loss)
         if loss < best[0]:
             best = (loss, s, ratio)
@@ -117,6 +133,29 @@ def search_clip(weight: torch.Tensor, x: torch.Tensor, cfg: QuantConfig) -> torc
             best_val = torch.where(better, max_abs * shrink, best_val)
         best_all.append(best_val)
     return torch.cat(best_all, dim=0)
+
+
+def search_clip_gram(weight: torch.Tensor, gram: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
+    """search_clip scored on every calibration token through the per-group second moments
+    `gram` [n_groups, g, g] of the input (as the layer sees it): err = Δ_gᵀ·G_g·Δ_g per (row, group)."""
+    w = weight.detach().float()
+    out_f, in_f = w.shape
+    g = group_size_for(in_f, cfg.group_size)
+    wg = w.reshape(out_f, in_f // g, g)
+    gram = gram.to(w.device).float()
+    max_abs = wg.abs().amax(dim=-1)                                              # [rows, ng]
+    best_err = torch.full_like(max_abs, float("inf"))
+    best_val = max_abs.clone()
+    for shrink in CLIP_SHRINKS:
+        limit = (max_abs * shrink).unsqueeze(-1)
+        clipped = torch.maximum(torch.minimum(wg, limit), -limit).reshape(out_f, in_f)
+        delta = (fake_quantize(clipped, cfg.w_bit, cfg.group_size, cfg.zero_point) - w)
+        delta = delta.reshape(out_f, -1, g).transpose(0, 1)                      # [ng, rows, g]
+        err = (torch.bmm(delta, gram) * delta).sum(dim=-1).t()                  # [rows, ng]
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best_val = torch.where(better, max_abs * shrink, best_val)
+    return best_val
 
 
 def sample_rows(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:

@@ -3,11 +3,12 @@
 import torch
 
 import tiny_models
-from awqguard.quantizer.blocks import CallRecorder, InputStats, capture_block_inputs, run_block
+from awqguard.quantizer.blocks import CallRecorder, InputGrams, InputStats, capture_block_inputs, run_block
 from awqguard.quantizer.config import QuantConfig
 from awqguard.quantizer.mappings import find_blocks, resolve_architecture, resolve_block
 from awqguard.quantizer.rounding import fake_quantize
-from awqguard.quantizer.search import CLIP_SHRINKS, InspectCall, search_clip, search_scale
+from awqguard.quantizer.search import (CLIP_SHRINKS, GramCall, InspectCall, search_clip, search_clip_gram,
+                                      search_scale)
 
 
 def _snapshot(module):
@@ -78,3 +79,43 @@ def test_clip_never_worse_than_no_clip():
     clipped = torch.maximum(torch.minimum(w.reshape(16, 2, 32), limit), -limit).reshape(16, 64)
     assert (group_err(clipped) <= group_err(w) + 1e-6).all()
     assert (ratios < 1).any()
+
+
+def _down_mapping_inputs():
+    """The up -> down mapping of a tiny Llama block, its recorded call, and its input's second moments."""
+    model = tiny_models.build("llama-mha")
+    _, arch = resolve_architecture(model)
+    _, blocks = find_blocks(model, arch)
+    samples = torch.randint(3, tiny_models.VOCAB, (4, 32), generator=torch.Generator().manual_seed(1))
+    hidden, call = capture_block_inputs(model, blocks[0], samples, chunk=4)
+    rm = next(rm for rm in resolve_block(blocks[0], arch, "b") if rm.mapping.prev == "mlp.up_proj")
+    linears = {"down": rm.linears[0]}
+    every_token = torch.arange(4 * 32)
+    grams = InputGrams(linears, [["down"]], 32, {"down"}, every_token)
+    stats = InputStats(linears)
+    run_block(blocks[0], hidden, call, 2, torch.device("cpu"))      # two chunks: sums must span both
+    grams.remove(), stats.remove()
+    rec = CallRecorder(linears, {id(rm.inspect): rm.inspect})       # keeps one call: one chunk of all 4
+    run_block(blocks[0], hidden, call, 4, torch.device("cpu"))
+    rec.remove()
+    return rm, rec, grams, stats
+
+
+def test_gram_loss_equals_the_module_loss_for_a_linear_checked_mapping():
+    rm, rec, grams, stats = _down_mapping_inputs()
+    cfg = QuantConfig(group_size=32, w_bit=3)
+    _, ratio_a, direct = search_scale(rm, stats.mean("down"), InspectCall(*rec.calls[id(rm.inspect)]), cfg)
+    _, ratio_b, via_gram = search_scale(rm, stats.mean("down"), GramCall(*grams.full("down")), cfg)
+    assert grams.full("down")[1] == 4 * 32
+    assert torch.allclose(torch.tensor(direct), torch.tensor(via_gram), rtol=1e-3)
+    assert ratio_a == ratio_b
+
+
+def test_clip_search_on_second_moments_matches_the_token_search():
+    rm, rec, grams, _ = _down_mapping_inputs()
+    lin = rm.linears[0]
+    cfg = QuantConfig(group_size=32)
+    x = rec.linear_inputs["down"].reshape(-1, lin.in_features)
+    gram, tokens = grams.per_group("down")
+    assert tokens == 4 * 32
+    assert torch.equal(search_clip(lin.weight, x, cfg), search_clip_gram(lin.weight, gram, cfg))
