@@ -18,6 +18,7 @@ AutoAWQ's (and >= 0.55 where AutoAWQ is not known); quantization <= 300 s.
     python bench/quantize_quality.py                                 # w4 g64, 128 x 512, all domains
     python bench/quantize_quality.py --heldout docstrings            # the same-domain case only
     python bench/quantize_quality.py --n-samples 16 --seqlen 256 --max-windows 8   # quick look
+    python bench/quantize_quality.py --loss-sample spread            # losses over the whole set
     python bench/quantize_quality.py --autoawq /path/to/autoawq-w4g64 --record-autoawq   # new AutoAWQ figures
 """
 
@@ -69,9 +70,12 @@ def main(argv=None) -> int:
                     help="calibration text (default: the CLI's built-in one)")
     ap.add_argument("--loss-tokens", type=int, default=QuantConfig.loss_tokens,
                     help="tokens the scale-search loss is computed on")
+    ap.add_argument("--loss-sample", choices=["sequences", "spread"], default=QuantConfig.loss_sample,
+                    help="which calibration tokens the searches' losses see (see docs/architecture.md §4)")
     ap.add_argument("--max-windows", type=int, default=64, help="held-out 512-token windows (default 64)")
     ap.add_argument("--heldout", default=",".join(HELDOUT_TEXTS),
                     help=f"comma-separated held-out domains (default: all of {', '.join(HELDOUT_TEXTS)})")
+    ap.add_argument("--save", type=Path, help="also write awqguard's checkpoint here (for bench/awq_compare.py)")
     ap.add_argument("--autoawq", type=Path, help="an AutoAWQ checkpoint from bench/autoawq_reference.py")
     ap.add_argument("--record-autoawq", action="store_true",
                     help="with --autoawq: also write its figures to bench/baselines/autoawq_quality.json")
@@ -86,7 +90,7 @@ def main(argv=None) -> int:
     load_seconds = time.perf_counter() - load_start
     windows = {d: heldout_windows(tokenizer, HELDOUT_TEXTS[d](), 512, args.max_windows) for d in domains}
     cfg = QuantConfig(w_bit=args.w_bit, group_size=args.group_size, n_samples=args.n_samples,
-                      seqlen=args.seqlen, loss_tokens=args.loss_tokens)
+                      seqlen=args.seqlen, loss_tokens=args.loss_tokens, loss_sample=args.loss_sample)
 
     ppl = {d: {"float": model_perplexity(reference, w)} for d, w in windows.items()}
     rtn = copy.deepcopy(reference)
@@ -97,7 +101,7 @@ def main(argv=None) -> int:
 
     with measure() as cost:
         result = quantize(copy.deepcopy(reference), tokenizer=tokenizer, config=cfg,
-                          calib=CALIBRATION_TEXTS[args.calib_text]())
+                          calib=CALIBRATION_TEXTS[args.calib_text](), out=args.save, force=True)
     for d, w in windows.items():
         ppl[d]["awq"] = model_perplexity(result.model, w)
     calibration = result.record["calibration"]["fingerprint"]
@@ -110,7 +114,9 @@ def main(argv=None) -> int:
         "benchmark": "quantize_quality",
         "model": source.label,
         "config": {"w_bit": cfg.w_bit, "group_size": cfg.group_size, "n_samples": cfg.n_samples,
-                   "seqlen": cfg.seqlen, "loss_tokens": cfg.loss_tokens, "calibration": args.calib_text,
+                   "seqlen": cfg.seqlen, "loss_tokens": cfg.loss_tokens, "loss_sample": cfg.loss_sample,
+                   "loss_sequences": cfg.loss_sequences, "gram_tokens": cfg.gram_tokens,
+                   "calibration": args.calib_text,
                    "calibration_fingerprint": calibration},
         "heldout": heldout,
         "autoawq": {k: v for k, v in autoawq.items() if k != "perplexity"} if autoawq else

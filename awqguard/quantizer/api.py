@@ -17,7 +17,7 @@ import awqguard
 from awqguard import files
 from awqguard.errors import ConfigError
 from awqguard.files import check_writable
-from awqguard.models import ModelSource, fingerprint, load_model, load_tokenizer, resolve_device, resolve_model
+from awqguard.models import fingerprint, load_model, load_tokenizer, resolve_device, resolve_model
 from awqguard.quantizer.awq import quantize_model
 from awqguard.quantizer.calibration import build_samples, gather_texts
 from awqguard.quantizer.checkpoint import (RECORD_FILE, check_output_folder, load_quantized,

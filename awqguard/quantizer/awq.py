@@ -153,7 +153,7 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
             grams.remove()
 
     # 2. whole sequences (attention needs them whole) for the other losses
-    n_seq = cfg.loss_sequences if spread and cfg.loss_sequences else math.ceil(cfg.loss_tokens / hidden.shape[1])
+    n_seq = cfg.loss_sequences if spread else math.ceil(cfg.loss_tokens / hidden.shape[1])
     n_seq = min(hidden.shape[0], call.batch, max(1, n_seq))
     sub = hidden[_sequence_pick(hidden.shape[0], n_seq, cfg, spread)]
     inspects = {id(rm.inspect): rm.inspect for rm in mappings if id(rm.inspect) not in tokenwise

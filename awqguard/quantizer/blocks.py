@@ -143,8 +143,10 @@ class CallRecorder:
 
 
 def is_tokenwise(module: nn.Module) -> bool:
-    """True when `module` maps each token on its own (an MLP, a linear): no attention inside it."""
-    return not any("attention" in type(m).__name__.lower() for m in module.modules())
+    """True when `module` maps each token on its own (an MLP, a linear): nothing inside it is named
+    like attention. A wrong True would score attention on tokens from unrelated sequences, so any
+    class name containing "attn" or "attention" counts as mixing tokens."""
+    return not any(k in type(m).__name__.lower() for m in module.modules() for k in ("attention", "attn"))
 
 
 class TokenSample:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from awqguard.errors import ConfigError
@@ -42,11 +42,13 @@ class QuantConfig:
     apply_clip: bool = True
     n_grid: int = 20                 # ratios r = i / n_grid
     seed: int = 0                    # which blocks ("blocks" unit only) and the loss-token subsample
-    loss_tokens: int = 4096          # tokens the grid loss is computed on (whole sequences)
-    clip_tokens: int = 512           # tokens the clip search is computed on
-    loss_sample: str = "sequences"   # "spread": losses see tokens drawn from the whole set (see awq.py)
-    gram_tokens: int = 16384         # spread: tokens behind the second moment of linear-checked mappings
-    loss_sequences: int = 0          # spread: whole sequences for attention-checked losses (0: loss_tokens / seqlen)
+    loss_sample: str = "sequences"   # which tokens the losses see: a few seeded whole "sequences", or
+                                     # "spread" over the whole set (AutoAWQ's choices, see awq.py)
+    loss_tokens: int = 4096          # spread: tokens drawn from every sequence for token-wise modules;
+                                     # sequences: tokens of whole sequences for every loss
+    loss_sequences: int = 16         # spread: whole sequences, evenly spaced, for attention losses
+    gram_tokens: int = 16384         # spread: tokens behind the second moment of linear-checked losses
+    clip_tokens: int = 512           # sequences: tokens the clip search sees (spread: every token)
     rounding: str = "nearest"        # "dh": greedy flips towards zero expected row error, in search and final
     max_flip_percent: float = 0.01   # dh: at most this share of in_features flipped per output row
     knee_tolerance: float = 0.0      # dh: moves the Kneedle outlier cut by this share of the searched half
@@ -73,9 +75,6 @@ class QuantConfig:
             raise ConfigError(f"rounding must be one of {ROUNDINGS}; got {self.rounding!r}")
         if self.loss_sample not in LOSS_SAMPLES:
             raise ConfigError(f"loss_sample must be one of {LOSS_SAMPLES}; got {self.loss_sample!r}")
-        if int(self.loss_sequences) < 0:
-            raise ConfigError(f"loss_sequences must be 0 (derived from loss_tokens) or a positive count; "
-                              f"got {self.loss_sequences}")
         if self.n_samples_unit not in N_SAMPLES_UNITS:
             raise ConfigError(f"n_samples_unit must be one of {N_SAMPLES_UNITS} (blocks of seqlen tokens, or "
                               f"texts as AutoAWQ's max_calib_samples counts); got {self.n_samples_unit!r}")
@@ -85,7 +84,7 @@ class QuantConfig:
         if not -1.0 <= float(self.knee_tolerance) <= 1.0:
             raise ConfigError(f"knee_tolerance is a share of the searched channels in [-1, 1] "
                               f"(positive protects more outlier channels); got {self.knee_tolerance}")
-        for name in ("n_samples", "seqlen", "n_grid", "loss_tokens", "clip_tokens", "gram_tokens"):
+        for name in ("n_samples", "seqlen", "n_grid", "loss_tokens", "clip_tokens", "gram_tokens", "loss_sequences"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer; got {getattr(self, name)}")
 

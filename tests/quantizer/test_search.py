@@ -119,3 +119,39 @@ def test_clip_search_on_second_moments_matches_the_token_search():
     gram, tokens = grams.per_group("down")
     assert tokens == 4 * 32
     assert torch.equal(search_clip(lin.weight, x, cfg), search_clip_gram(lin.weight, gram, cfg))
+
+
+def test_token_sample_keeps_exactly_the_chosen_tokens_across_chunks():
+    from awqguard.quantizer.blocks import TokenSample, is_tokenwise
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(8, 4)
+    x = torch.randn(6, 5, 8)                                 # 6 sequences of 5 tokens
+    positions = torch.tensor([0, 4, 7, 13, 22, 29])          # spread over every sequence
+    sample = TokenSample({1: lin}, positions)
+    for start in range(0, 6, 4):                             # chunks of 4 then 2 sequences
+        lin(x[start:start + 4])
+    sample.remove()
+    (inp,), kwargs, out = sample.call(1, torch.device("cpu"))
+    flat = x.reshape(-1, 8)
+    assert torch.equal(inp[0], flat[positions]) and kwargs == {}
+    assert torch.allclose(out[0], lin(flat[positions]))
+    assert is_tokenwise(lin)
+
+
+def test_both_loss_samples_quantize_and_only_attention_keeps_whole_sequences():
+    from awqguard.quantizer.awq import quantize_model
+    from awqguard.quantizer.blocks import is_tokenwise
+    model = tiny_models.build("llama-gqa")
+    block = model.model.layers[0]
+    assert not is_tokenwise(block.self_attn) and is_tokenwise(block.mlp)
+    ids = torch.randint(3, 90, (8, 32), generator=torch.Generator().manual_seed(0))
+    before = tiny_models.outputs(model, ids)
+    for sample in ("spread", "sequences"):
+        quantized = tiny_models.build("llama-gqa")
+        cfg = QuantConfig(w_bit=4, group_size=32, n_samples=8, seqlen=32, loss_tokens=48, loss_sequences=3,
+                          gram_tokens=64, loss_sample=sample)
+        report = quantize_model(quantized, ids, cfg, torch.device("cpu"))
+        after = tiny_models.outputs(quantized, ids)
+        assert torch.isfinite(after).all()
+        assert (after - before).abs().mean() < before.abs().mean()     # still the same model, roughly
+        assert all(0 < v <= 1 for b in report.blocks for v in b.clip_shrink.values())
