@@ -72,6 +72,8 @@ def main(argv=None) -> int:
                     help="tokens the scale-search loss is computed on")
     ap.add_argument("--loss-sample", choices=["sequences", "spread"], default=QuantConfig.loss_sample,
                     help="which calibration tokens the searches' losses see (see docs/architecture.md §4)")
+    ap.add_argument("--scale-search", choices=["full", "coarse"], default=QuantConfig.scale_search,
+                    help="every ratio of the grid, or coarse-to-fine (10 of 20)")
     ap.add_argument("--max-windows", type=int, default=64, help="held-out 512-token windows (default 64)")
     ap.add_argument("--heldout", default=",".join(HELDOUT_TEXTS),
                     help=f"comma-separated held-out domains (default: all of {', '.join(HELDOUT_TEXTS)})")
@@ -90,7 +92,8 @@ def main(argv=None) -> int:
     load_seconds = time.perf_counter() - load_start
     windows = {d: heldout_windows(tokenizer, HELDOUT_TEXTS[d](), 512, args.max_windows) for d in domains}
     cfg = QuantConfig(w_bit=args.w_bit, group_size=args.group_size, n_samples=args.n_samples,
-                      seqlen=args.seqlen, loss_tokens=args.loss_tokens, loss_sample=args.loss_sample)
+                      seqlen=args.seqlen, loss_tokens=args.loss_tokens, loss_sample=args.loss_sample,
+                      scale_search=args.scale_search)
 
     ppl = {d: {"float": model_perplexity(reference, w)} for d, w in windows.items()}
     rtn = copy.deepcopy(reference)
@@ -114,7 +117,7 @@ def main(argv=None) -> int:
         "benchmark": "quantize_quality",
         "model": source.label,
         "config": {"w_bit": cfg.w_bit, "group_size": cfg.group_size, "n_samples": cfg.n_samples,
-                   "seqlen": cfg.seqlen, "loss_tokens": cfg.loss_tokens, "loss_sample": cfg.loss_sample,
+                   "seqlen": cfg.seqlen, "loss_tokens": cfg.loss_tokens, "loss_sample": cfg.loss_sample, "scale_search": cfg.scale_search,
                    "loss_sequences": cfg.loss_sequences, "gram_tokens": cfg.gram_tokens,
                    "calibration": args.calib_text,
                    "calibration_fingerprint": calibration},

@@ -12,7 +12,8 @@ SUPPORTED_BITS = (2, 3, 4, 8)   # 4 is packed; 2, 3 and 8 are fake-quantized (de
 PACKED_BITS = (4,)
 VERSIONS = ("gemm", "gemv")
 ROUNDINGS = ("nearest", "dh")
-LOSS_SAMPLES = ("spread", "sequences")   # which calibration tokens the searches' losses see (awq.py)   # dh: Dynamic Heuristic greedy flips (docs/architecture.md §4)
+LOSS_SAMPLES = ("spread", "sequences")
+SCALE_SEARCHES = ("full", "coarse")     # every ratio of the grid, or coarse-to-fine   # which calibration tokens the searches' losses see (awq.py)   # dh: Dynamic Heuristic greedy flips (docs/architecture.md §4)
 # What n_samples counts: "blocks" of seqlen tokens (awqguard's meaning), or "texts" taken in order and
 # then cut into as many blocks as they make (AutoAWQ's max_calib_samples).
 N_SAMPLES_UNITS = ("blocks", "texts")
@@ -41,6 +42,7 @@ class QuantConfig:
     duo_scaling: bool = True         # s = x^r / w^(1-r) instead of x^r
     apply_clip: bool = True
     n_grid: int = 20                 # ratios r = i / n_grid
+    scale_search: str = "full"       # "coarse": 10 of the 20 ratios, refined around the best (search.py)
     seed: int = 0                    # which blocks ("blocks" unit only) and the loss-token subsample
     loss_sample: str = "sequences"   # which tokens the losses see: a few seeded whole "sequences", or
                                      # "spread" over the whole set (AutoAWQ's choices, see awq.py)
@@ -73,6 +75,8 @@ class QuantConfig:
             raise ConfigError(f"version must be one of {VERSIONS}; got {self.version!r}")
         if self.rounding not in ROUNDINGS:
             raise ConfigError(f"rounding must be one of {ROUNDINGS}; got {self.rounding!r}")
+        if self.scale_search not in SCALE_SEARCHES:
+            raise ConfigError(f"scale_search must be one of {SCALE_SEARCHES}; got {self.scale_search!r}")
         if self.loss_sample not in LOSS_SAMPLES:
             raise ConfigError(f"loss_sample must be one of {LOSS_SAMPLES}; got {self.loss_sample!r}")
         if self.n_samples_unit not in N_SAMPLES_UNITS:

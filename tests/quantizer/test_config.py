@@ -18,7 +18,7 @@ def test_autoawq_quantize_kwargs_replace():
 @pytest.mark.parametrize("bad", [{"w_bit": 5}, {"group_size": 96}, {"group_size": 0}, {"version": "marlin"},
                                  {"n_samples": 0}, {"rounding": "stochastic"}, {"max_flip_percent": -0.1},
                                  {"max_flip_percent": 2}, {"knee_tolerance": 1.5}, {"loss_sample": "tokens"},
-                                 {"loss_sequences": 0}, {"gram_tokens": -1}])
+                                 {"loss_sequences": 0}, {"gram_tokens": -1}, {"scale_search": "golden"}])
 def test_invalid_values_name_what_is_allowed(bad):
     with pytest.raises(ConfigError) as err:
         QuantConfig(**bad)

@@ -155,3 +155,31 @@ def test_both_loss_samples_quantize_and_only_attention_keeps_whole_sequences():
         assert torch.isfinite(after).all()
         assert (after - before).abs().mean() < before.abs().mean()     # still the same model, roughly
         assert all(0 < v <= 1 for b in report.blocks for v in b.clip_shrink.values())
+
+
+def _run_grid(curve, mode):
+    from awqguard.quantizer.search import _grid_indices
+    losses = [float("nan")] * len(curve)
+    for i in _grid_indices(len(curve), mode, losses):
+        losses[i] = curve[i]
+    tried = [i for i, v in enumerate(losses) if v == v]
+    return min(tried, key=lambda i: losses[i]), len(tried)
+
+
+def test_coarse_scale_search_finds_the_minimum_of_a_valley_with_half_the_evaluations():
+    for valley in range(20):
+        curve = [abs(i - valley) + 0.01 * i for i in range(20)]      # falls then rises, minimum at `valley`
+        assert _run_grid(curve, "full") == (valley, 20)
+        best, tried = _run_grid(curve, "coarse")
+        assert best == valley and tried <= 10
+
+
+def test_coarse_scale_search_on_a_real_block_stays_close_to_the_full_grid():
+    rm, rec, grams, stats = _down_mapping_inputs()
+    probe = GramCall(*grams.full("down"))
+    _, _, full = search_scale(rm, stats.mean("down"), probe, QuantConfig(group_size=32, w_bit=3))
+    _, ratio, coarse = search_scale(rm, stats.mean("down"), probe,
+                                    QuantConfig(group_size=32, w_bit=3, scale_search="coarse"))
+    evaluated = [v for v in coarse if v == v]
+    assert len(evaluated) <= 10 and coarse[int(round(ratio * 20))] == min(evaluated)
+    assert min(evaluated) <= min(full) * 1.05
