@@ -139,7 +139,7 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
     total = hidden.shape[0] * hidden.shape[1]
     stats = InputStats(linears)
     grams = InputGrams(linears, _input_groups(linears, mappings), cfg.group_size,
-                       {_name_of(linears, rm.inspect) for rm in mappings if _checks_linear(rm)} if spread else set(),
+                       {_name_of(linears, rm.inspect) for rm in mappings if _checks_linear(rm)},
                        _positions(total, cfg.gram_tokens, cfg.seed)) if spread else None
     tokenwise = {id(rm.inspect): rm.inspect for rm in mappings
                  if spread and not _checks_linear(rm) and is_tokenwise(rm.inspect)}

@@ -137,22 +137,10 @@ def search_clip(weight: torch.Tensor, x: torch.Tensor, cfg: QuantConfig) -> torc
     rows_per_chunk = max(8, _CLIP_CHUNK_ELEMENTS // max(1, n_groups * xg.shape[1]))
     best_all = []
     for start in range(0, out_f, rows_per_chunk):
-        wc = w[start:start + rows_per_chunk]                                    # [rows, in]
-        rows = wc.shape[0]
-        wg = wc.reshape(rows, n_groups, g)
+        wg = w[start:start + rows_per_chunk].reshape(-1, n_groups, g)          # [rows, ng, g]
         ref = torch.bmm(xg, wg.permute(1, 2, 0))                                 # [ng, tokens, rows]
-        max_abs = wg.abs().amax(dim=-1)                                          # [rows, ng]
-        best_err = torch.full_like(max_abs, float("inf"))
-        best_val = max_abs.clone()
-        for shrink in CLIP_SHRINKS:
-            limit = (max_abs * shrink).unsqueeze(-1)
-            clipped = torch.maximum(torch.minimum(wg, limit), -limit).reshape(rows, in_f)
-            q = fake_quantize(clipped, cfg.w_bit, cfg.group_size, cfg.zero_point).reshape(rows, n_groups, g)
-            err = (torch.bmm(xg, q.permute(1, 2, 0)) - ref).pow(2).mean(dim=1).t()   # [rows, ng]
-            better = err < best_err
-            best_err = torch.where(better, err, best_err)
-            best_val = torch.where(better, max_abs * shrink, best_val)
-        best_all.append(best_val)
+        best_all.append(_best_clip(
+            wg, cfg, lambda q: (torch.bmm(xg, q.permute(1, 2, 0)) - ref).pow(2).mean(dim=1).t()))
     return torch.cat(best_all, dim=0)
 
 
@@ -164,15 +152,26 @@ def search_clip_gram(weight: torch.Tensor, gram: torch.Tensor, cfg: QuantConfig)
     g = group_size_for(in_f, cfg.group_size)
     wg = w.reshape(out_f, in_f // g, g)
     gram = gram.to(w.device).float()
+
+    def error(q: torch.Tensor) -> torch.Tensor:
+        delta = (q - wg).transpose(0, 1)                                         # [ng, rows, g]
+        return (torch.bmm(delta, gram) * delta).sum(dim=-1).t()
+
+    return _best_clip(wg, cfg, error)
+
+
+def _best_clip(wg: torch.Tensor, cfg: QuantConfig, error) -> torch.Tensor:
+    """For weights wg [rows, ng, g]: per (row, group), the max |w| times the shrink in CLIP_SHRINKS
+    whose rounded weights `error` ([rows, ng, g] -> [rows, ng]) rates lowest."""
+    rows, n_groups, g = wg.shape
     max_abs = wg.abs().amax(dim=-1)                                              # [rows, ng]
     best_err = torch.full_like(max_abs, float("inf"))
     best_val = max_abs.clone()
     for shrink in CLIP_SHRINKS:
         limit = (max_abs * shrink).unsqueeze(-1)
-        clipped = torch.maximum(torch.minimum(wg, limit), -limit).reshape(out_f, in_f)
-        delta = (fake_quantize(clipped, cfg.w_bit, cfg.group_size, cfg.zero_point) - w)
-        delta = delta.reshape(out_f, -1, g).transpose(0, 1)                      # [ng, rows, g]
-        err = (torch.bmm(delta, gram) * delta).sum(dim=-1).t()                  # [rows, ng]
+        clipped = torch.maximum(torch.minimum(wg, limit), -limit).reshape(rows, n_groups * g)
+        q = fake_quantize(clipped, cfg.w_bit, cfg.group_size, cfg.zero_point).reshape(rows, n_groups, g)
+        err = error(q)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best_val = torch.where(better, max_abs * shrink, best_val)
