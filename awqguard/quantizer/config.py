@@ -13,7 +13,7 @@ PACKED_BITS = (4,)
 VERSIONS = ("gemm", "gemv")
 ROUNDINGS = ("nearest", "dh")
 LOSS_SAMPLES = ("spread", "sequences")
-SCALE_SEARCHES = ("full", "coarse")     # every ratio of the grid, or coarse-to-fine   # which calibration tokens the searches' losses see (awq.py)   # dh: Dynamic Heuristic greedy flips (docs/architecture.md §4)
+SCALE_SEARCHES = ("coarse", "full")     # coarse-to-fine (10 of the 20 ratios), or every ratio of the grid
 # What n_samples counts: "blocks" of seqlen tokens (awqguard's meaning), or "texts" taken in order and
 # then cut into as many blocks as they make (AutoAWQ's max_calib_samples).
 N_SAMPLES_UNITS = ("blocks", "texts")
@@ -42,7 +42,7 @@ class QuantConfig:
     duo_scaling: bool = True         # s = x^r / w^(1-r) instead of x^r
     apply_clip: bool = True
     n_grid: int = 20                 # ratios r = i / n_grid
-    scale_search: str = "full"       # "coarse": 10 of the 20 ratios, refined around the best (search.py)
+    scale_search: str = "coarse"     # 10 of the 20 ratios, refined around the best; "full": all 20 (search.py)
     seed: int = 0                    # which blocks ("blocks" unit only) and the loss-token subsample
     loss_sample: str = "sequences"   # which tokens the losses see: a few seeded whole "sequences", or
                                      # "spread" over the whole set (AutoAWQ's choices, see awq.py)

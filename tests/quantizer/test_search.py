@@ -45,7 +45,7 @@ def test_scale_and_clip_searches_leave_weights_bit_for_bit():
 
 def test_scale_search_loss_at_best_ratio_is_the_minimum():
     model = tiny_models.build("llama-gqa")
-    cfg = QuantConfig(group_size=32, w_bit=3)
+    cfg = QuantConfig(group_size=32, w_bit=3, scale_search="full")
     _, arch = resolve_architecture(model)
     _, blocks = find_blocks(model, arch)
     samples = torch.randint(3, tiny_models.VOCAB, (2, 32))
@@ -103,7 +103,7 @@ def _down_mapping_inputs():
 
 def test_gram_loss_equals_the_module_loss_for_a_linear_checked_mapping():
     rm, rec, grams, stats = _down_mapping_inputs()
-    cfg = QuantConfig(group_size=32, w_bit=3)
+    cfg = QuantConfig(group_size=32, w_bit=3, scale_search="full")     # every loss, to compare them all
     _, ratio_a, direct = search_scale(rm, stats.mean("down"), InspectCall(*rec.calls[id(rm.inspect)]), cfg)
     _, ratio_b, via_gram = search_scale(rm, stats.mean("down"), GramCall(*grams.full("down")), cfg)
     assert grams.full("down")[1] == 4 * 32
@@ -177,7 +177,7 @@ def test_coarse_scale_search_finds_the_minimum_of_a_valley_with_half_the_evaluat
 def test_coarse_scale_search_on_a_real_block_stays_close_to_the_full_grid():
     rm, rec, grams, stats = _down_mapping_inputs()
     probe = GramCall(*grams.full("down"))
-    _, _, full = search_scale(rm, stats.mean("down"), probe, QuantConfig(group_size=32, w_bit=3))
+    _, _, full = search_scale(rm, stats.mean("down"), probe, QuantConfig(group_size=32, w_bit=3, scale_search="full"))
     _, ratio, coarse = search_scale(rm, stats.mean("down"), probe,
                                     QuantConfig(group_size=32, w_bit=3, scale_search="coarse"))
     evaluated = [v for v in coarse if v == v]
