@@ -1,8 +1,7 @@
 """awqguard: an AWQ quantizer and the regression gates that prove a 4-bit RAG pipeline still works."""
 
-__version__ = "0.1.0"
-
-from awqguard.quantizer.config import QuantConfig  # noqa: E402
+from awqguard.quantizer.config import QuantConfig
+from awqguard.version import __version__
 
 __all__ = ["QuantConfig", "quantize", "load_quantized", "run_gates", "render_report", "__version__"]
 

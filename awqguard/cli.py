@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from awqguard import __version__
+from awqguard.version import __version__
 from awqguard.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, AwqguardError
 
 

@@ -125,7 +125,7 @@ def _converted_folder(source: ModelSource) -> Path | None:
     Converting the default model's GGUF takes about 25 s on two cores; loading the folder about 2 s."""
     if source.gguf_file is None:
         return None
-    from awqguard.gates import cache
+    from awqguard import cache
     return cache.entry("models", cache.cache_key({"gguf": fingerprint(source)}))
 
 

@@ -29,7 +29,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from awqguard import files  # noqa: E402
-from awqguard.gates.cache import cache_root  # noqa: E402
+from awqguard.cache import cache_root  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="write each candidate's check outputs to OUT/NAME/")
     args = ap.parse_args()
 
-    from awqguard.gates import cache
+    from awqguard import cache
     from awqguard.gates.config import DEFAULTS
     from awqguard.gates.engine import LoadedModel, run_gates
     from awqguard.models import fingerprint, load_reference, resolve_model

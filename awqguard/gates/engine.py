@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-import awqguard
+from awqguard.version import __version__
 from awqguard import evidence, files
 from awqguard.errors import ConfigError
-from awqguard.gates import aggregate, cache, prompt
+from awqguard import cache
+from awqguard.gates import aggregate, prompt
 from awqguard.gates.chunker import chunk_corpus
 from awqguard.gates.config import DEFAULTS, gates_from_config
 from awqguard.gates.embedder import load_embedder
@@ -314,7 +315,7 @@ def run_gates(config: dict, use_cache: bool = True, warn_only: bool = False,
     symptom_ids = sorted({s["id"] for v in failing for s in v["symptoms"]})
     return files.finite({                   # strict JSON: a NaN metric is recorded as null (its gate failed)
         "schema_version": SCHEMA_VERSION,
-        "awqguard_version": awqguard.__version__,
+        "awqguard_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "passed": passed,
         "warn_only": warn_only,
@@ -423,7 +424,7 @@ def _environment(config, ref_label, ref_fp, cand_info, candidate, suite, emb_fp,
 
     from awqguard.kernels.wqlinear import AWQLinear
     paths = sorted({m.path for m in candidate.modules() if isinstance(m, AWQLinear)})
-    return {"awqguard": awqguard.__version__, "python": platform.python_version(), "torch": torch.__version__,
+    return {"awqguard": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "platform": platform.platform(),
             "device": "cpu", "dtype": str(next(candidate.parameters()).dtype).replace("torch.", ""),
             "threads": torch.get_num_threads(), "kernel_paths": paths or ["float"],

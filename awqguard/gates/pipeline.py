@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from awqguard import files
-from awqguard.gates import cache
+from awqguard import cache
 from awqguard.gates.chunker import Chunk
 from awqguard.gates.embedder import default_embedder_path, embed, load_embedder
 from awqguard.gates.index import build_index, search

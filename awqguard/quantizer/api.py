@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-import awqguard
+from awqguard.version import __version__
 from awqguard import files
 from awqguard.errors import ConfigError
 from awqguard.files import check_writable
@@ -75,7 +75,7 @@ def quantize(
     texts, labels = gather_texts(calib)
     calib_set = build_samples(texts, tokenizer, cfg.n_samples, cfg.seqlen, cfg.seed, labels, cfg.n_samples_unit)
     identity = {"model": model_fp, "config": cfg.to_dict(), "calibration": calib_set.fingerprint,
-                "awqguard": awqguard.__version__}
+                "awqguard": __version__}
     if out is not None and check_output_folder(Path(out), identity, force):
         record = files.loads(files.read_text(Path(out) / RECORD_FILE))
         return QuantizeResult(load_quantized(out, device), tokenizer, record, Path(out), reused=True)
@@ -86,7 +86,7 @@ def quantize(
     round_to_checkpoint_precision(float_model)
     record = {
         "format": RECORD_FORMAT,
-        "awqguard_version": awqguard.__version__,
+        "awqguard_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "identity": identity,
         "model": {"source": source.label if source else "<in-memory module>", "fingerprint": model_fp,

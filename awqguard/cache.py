@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import awqguard
+from awqguard.version import __version__
 from awqguard import files
 
 ENV_VAR = "AWQGUARD_CACHE"
@@ -27,7 +27,7 @@ def cache_root() -> Path:
 
 def cache_key(description: dict[str, Any]) -> str:
     """A short stable hash of `description` plus the awqguard version."""
-    blob = json.dumps({**description, "awqguard": awqguard.__version__}, sort_keys=True, default=str)
+    blob = json.dumps({**description, "awqguard": __version__}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
