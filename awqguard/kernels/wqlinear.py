@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from awqguard.kernels.packing import pack_int4, unpack_int4
 from awqguard.kernels.paths import PATHS
-from awqguard.quantizer.packing import pack_int4, unpack_int4
-from awqguard.quantizer.rounding import QuantizedWeight
+from awqguard.kernels.quantized import QuantizedWeight
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from awqguard.quantizer.rounding import QuantizedWeight, quantize
+from awqguard.kernels.quantized import QuantizedWeight
+from awqguard.quantizer.rounding import quantize
 
 
 def expected_error(w: torch.Tensor, w_hat: torch.Tensor, means: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,8 @@ import torch
 from awqguard.quantizer.config import QuantConfig
 from awqguard.quantizer.dh import dh_quantize
 from awqguard.quantizer.kneedle import outlier_channels
-from awqguard.quantizer.rounding import QuantizedWeight, fake_quantize, quantize
+from awqguard.kernels.quantized import QuantizedWeight
+from awqguard.quantizer.rounding import fake_quantize, quantize
 
 
 def round_weight(w: torch.Tensor, cfg: QuantConfig, means: torch.Tensor | None = None) -> QuantizedWeight:

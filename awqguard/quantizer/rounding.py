@@ -1,4 +1,5 @@
-"""Group-wise integer grids: quantize, dequantize and fake-quantize weight matrices.
+"""Group-wise integer grids: quantize and fake-quantize weight matrices (the decoding ŵ = (q − z)·Δ
+lives with QuantizedWeight in kernels/quantized.py, next to the packing that consumes it).
 
 Asymmetric (zero_point=True), per group of `g` input channels of each output row:
     Δ = max(max − min, 1e-5) / (2^b − 1),  z = clamp(−round(min / Δ), 0, 2^b − 1)
@@ -9,33 +10,14 @@ so every checkpoint decodes with the same ŵ = (q − z)·Δ. torch.round rounds
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from awqguard.kernels.quantized import QuantizedWeight
 from awqguard.quantizer.config import group_size_for
 
 
-@dataclass
-class QuantizedWeight:
-    """Integer weights on the grid.
-
-    q:      int32 [out, in]       values in [0, 2^b − 1]
-    scales: float32 [out, in/g]   Δ per group
-    zeros:  int32 [out, in/g]     z per group
-    """
-
-    q: torch.Tensor
-    scales: torch.Tensor
-    zeros: torch.Tensor
-    group_size: int
-
-    def dequantize(self) -> torch.Tensor:
-        return dequantize(self.q, self.scales, self.zeros, self.group_size)
-
-
 def grid_params(w: torch.Tensor, w_bit: int, group_size: int, zero_point: bool):
-    """(Δ, z, qmax) for `w` [out, in], each of Δ/z shaped [out, in/g, 1] (float32)."""
+    """(w grouped [out, in/g, g], Δ, z, qmax) for `w` [out, in]; Δ and z shaped [out, in/g, 1] (float32)."""
     out_f, in_f = w.shape
     g = group_size_for(in_f, group_size)
     wg = w.float().reshape(out_f, in_f // g, g)
@@ -62,15 +44,6 @@ def quantize(w: torch.Tensor, w_bit: int, group_size: int, zero_point: bool = Tr
         zeros=zero.squeeze(-1).to(torch.int32),
         group_size=wg.shape[-1],
     )
-
-
-def dequantize(q: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, group_size: int) -> torch.Tensor:
-    """ŵ = (q − z)·Δ for q [out, in], scales/zeros [out, in/g] -> float32 [out, in]."""
-    out_f, in_f = q.shape
-    g = group_size_for(in_f, group_size)
-    qg = q.reshape(out_f, in_f // g, g).float()
-    w = (qg - zeros.float().unsqueeze(-1)) * scales.float().unsqueeze(-1)
-    return w.reshape(out_f, in_f)
 
 
 def fake_quantize(w: torch.Tensor, w_bit: int, group_size: int, zero_point: bool = True) -> torch.Tensor:

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from awqguard.quantizer.rounding import dequantize, fake_quantize, quantize
+from awqguard.kernels.quantized import dequantize
+from awqguard.quantizer.rounding import fake_quantize, quantize
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])

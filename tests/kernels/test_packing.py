@@ -1,6 +1,6 @@
 import torch
 
-from awqguard.quantizer.packing import ORDER, REVERSE_ORDER, pack_int4, unpack_int4
+from awqguard.kernels.packing import ORDER, REVERSE_ORDER, pack_int4, unpack_int4
 
 
 def test_hand_worked_word():
