@@ -80,7 +80,7 @@ def load_quantized_embedder(spec: str | None, cfg, use_cache: bool = True):
 
     from awqguard.kernels.paths import default_path
     from awqguard.kernels.wqlinear import set_kernel_path
-    from awqguard.quantizer.checkpoint import _install_awq_linears, checkpoint_tensors
+    from awqguard.quantizer.checkpoint import checkpoint_tensors, install_awq_linears
     folder = embedder_folder(spec)
     base_fp = fingerprint(ModelSource(str(folder), folder))
     key = cache.cache_key({"embedder": base_fp, "quant": cfg.to_dict()})
@@ -90,7 +90,7 @@ def load_quantized_embedder(spec: str | None, cfg, use_cache: bool = True):
     with cache.lock(target) if use_cache else contextlib.nullcontext():   # parallel checks quantize it once
         if use_cache and (target / EMBEDDER_WEIGHTS).exists():
             tensors = load_file(str(target / EMBEDDER_WEIGHTS))
-            _install_awq_linears(transformer, tensors, cfg.group_size, target)
+            install_awq_linears(transformer, tensors, cfg.group_size, target)
             transformer.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()},
                                         strict=False)
         else:

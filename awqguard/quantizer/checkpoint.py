@@ -177,7 +177,7 @@ def load_quantized(path: str | Path, device: str | None = "auto", kernel: str | 
     tensors = _load_tensors(folder)
     with no_init_weights():
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    _install_awq_linears(model, tensors, group_size, folder)
+    install_awq_linears(model, tensors, group_size, folder)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     tied = bool(getattr(config, "tie_word_embeddings", False))
     missing = [k for k in missing if not (tied and k == "lm_head.weight")]
@@ -193,8 +193,11 @@ def load_quantized(path: str | Path, device: str | None = "auto", kernel: str | 
     return model.eval()
 
 
-def _install_awq_linears(model: nn.Module, tensors: dict[str, torch.Tensor], group_size: int,
-                         folder: Path) -> None:
+def install_awq_linears(model: nn.Module, tensors: dict[str, torch.Tensor], group_size: int,
+                        folder: Path) -> None:
+    """Swap in an empty AWQLinear for every `<prefix>.qweight` in `tensors`, after checking the packed
+    shapes against the layer it replaces, so a following load_state_dict fills them. `folder` only
+    names the source in errors. Shared by load_quantized and the quantized-embedder cache."""
     prefixes = sorted(k[: -len(".qweight")] for k in tensors if k.endswith(".qweight"))
     if not prefixes:
         raise ModelLoadError(f"{folder}: config says AWQ but no tensor ends in .qweight")

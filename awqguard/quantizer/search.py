@@ -99,7 +99,7 @@ def search_scale(rm: ResolvedMapping, x_mean: torch.Tensor, call: InspectCall | 
                    for lin in rm.linears]
         losses[i], scales[i] = call.loss(rm, weights), s
 
-    for i in _grid_indices(cfg.n_grid, cfg.scale_search, losses):
+    for i in grid_indices(cfg.n_grid, cfg.scale_search, losses):
         evaluate(i)
     finite = [i for i in scales if math.isfinite(losses[i])]
     if not finite:
@@ -108,7 +108,7 @@ def search_scale(rm: ResolvedMapping, x_mean: torch.Tensor, call: InspectCall | 
     return scales[best].detach(), best / cfg.n_grid, losses
 
 
-def _grid_indices(n: int, mode: str, losses: list[float]) -> Iterator[int]:
+def grid_indices(n: int, mode: str, losses: list[float]) -> Iterator[int]:
     """The ratio indices to evaluate, lazily: all n ("full"), or "coarse": every 4th and the last,
     then ±2 and ±1 around the best so far — 10 of 20 evaluations, and the same argmin as the full
     grid whenever the loss falls then rises (85 of 90 of AutoAWQ's recorded SmolLM2 curves)."""

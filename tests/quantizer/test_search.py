@@ -158,9 +158,9 @@ def test_both_loss_samples_quantize_and_only_attention_keeps_whole_sequences():
 
 
 def _run_grid(curve, mode):
-    from awqguard.quantizer.search import _grid_indices
+    from awqguard.quantizer.search import grid_indices
     losses = [float("nan")] * len(curve)
-    for i in _grid_indices(len(curve), mode, losses):
+    for i in grid_indices(len(curve), mode, losses):
         losses[i] = curve[i]
     tried = [i for i, v in enumerate(losses) if v == v]
     return min(tried, key=lambda i: losses[i]), len(tried)
