@@ -17,9 +17,9 @@ from awqguard.version import __version__
 from awqguard import files
 from awqguard.errors import ConfigError
 from awqguard.files import check_writable
-from awqguard.models import fingerprint, load_model, load_tokenizer, resolve_device, resolve_model
-from awqguard.quantizer.awq import quantize_model
-from awqguard.quantizer.calibration import build_samples, gather_texts
+from awqguard.models import ModelSource, fingerprint, load_model, load_tokenizer, resolve_device, resolve_model
+from awqguard.quantizer.awq import QuantReport, quantize_model
+from awqguard.quantizer.calibration import CalibrationSet, build_samples, gather_texts
 from awqguard.quantizer.checkpoint import (RECORD_FILE, check_output_folder, load_quantized,
                                            round_to_checkpoint_precision, save_checkpoint)
 from awqguard.quantizer.config import QuantConfig, coerce_config
@@ -62,15 +62,7 @@ def quantize(
     if out is not None:
         check_writable(out, "out")                        # before any work, not after it
     calib = calib if calib is not None else calib_data
-
-    if isinstance(model, nn.Module):
-        if tokenizer is None:
-            raise ConfigError("quantize(model=<nn.Module>) also needs tokenizer=...")
-        source, model_fp, float_model = None, _module_fingerprint(model), model
-    else:
-        source = resolve_model(model)
-        model_fp, float_model = fingerprint(source), None
-        tokenizer = tokenizer or load_tokenizer(source)
+    source, model_fp, float_model, tokenizer = _resolve_model(model, tokenizer)
 
     texts, labels = gather_texts(calib)
     calib_set = build_samples(texts, tokenizer, cfg.n_samples, cfg.seqlen, cfg.seed, labels, cfg.n_samples_unit)
@@ -84,12 +76,32 @@ def quantize(
         float_model = load_model(source, torch.float32)
     report = quantize_model(float_model, calib_set.samples, cfg, dev)
     round_to_checkpoint_precision(float_model)
-    record = {
+    record = _record(identity, source, report, cfg, calib_set, dev, start)
+    path = save_checkpoint(float_model, tokenizer, Path(out), cfg, record, force) if out is not None else None
+    return QuantizeResult(float_model, tokenizer, record, path)
+
+
+def _resolve_model(model: str | Path | nn.Module | None,
+                   tokenizer: Any) -> tuple[ModelSource | None, str, nn.Module | None, Any]:
+    """(source, fingerprint, in-memory model or None, tokenizer). A named model is only fingerprinted
+    here: loading it waits until we know the output folder does not already hold the checkpoint."""
+    if isinstance(model, nn.Module):
+        if tokenizer is None:
+            raise ConfigError("quantize(model=<nn.Module>) also needs tokenizer=...")
+        return None, _module_fingerprint(model), model, tokenizer
+    source = resolve_model(model)
+    return source, fingerprint(source), None, tokenizer or load_tokenizer(source)
+
+
+def _record(identity: dict, source: ModelSource | None, report: QuantReport, cfg: QuantConfig,
+            calib_set: CalibrationSet, dev: torch.device, start: float) -> dict:
+    """awqguard.json: how the checkpoint was made (docs/architecture.md §5)."""
+    return {
         "format": RECORD_FORMAT,
         "awqguard_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "identity": identity,
-        "model": {"source": source.label if source else "<in-memory module>", "fingerprint": model_fp,
+        "model": {"source": source.label if source else "<in-memory module>", "fingerprint": identity["model"],
                   "model_type": report.model_type},
         "config": cfg.to_dict(),
         "fake_quantized": not cfg.packed,
@@ -99,8 +111,6 @@ def quantize(
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "device": str(dev), "threads": torch.get_num_threads()},
     }
-    path = save_checkpoint(float_model, tokenizer, Path(out), cfg, record, force) if out is not None else None
-    return QuantizeResult(float_model, tokenizer, record, path)
 
 
 def _module_fingerprint(model: nn.Module) -> str:

@@ -19,7 +19,8 @@ from awqguard.quantizer.blocks import (CallRecorder, InputGrams, InputStats, Tok
                                       is_tokenwise, run_block)
 from awqguard.quantizer.config import QuantConfig, group_size_for, workable_group_sizes
 from awqguard.quantizer.kneedle import outlier_channels
-from awqguard.quantizer.mappings import Architecture, find_blocks, resolve_architecture, resolve_block
+from awqguard.quantizer.mappings import (Architecture, ResolvedMapping, find_blocks, resolve_architecture,
+                                        resolve_block)
 from awqguard.quantizer.rounders import round_weight
 from awqguard.quantizer.search import (GramCall, InspectCall, sample_rows, search_clip, search_clip_gram,
                                       search_scale)
@@ -123,27 +124,95 @@ def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm().clamp(min=1e-12))
 
 
+# How a mapping's scale-search loss is scored (docs/architecture.md §4.3), decided once per mapping:
+GRAM = "gram"              # spread, the checked module is the mapping's one linear: Σ (Δ·G)⊙Δ
+TOKENS = "tokens"          # spread, a token-wise checked module: its calls at tokens from every sequence
+SEQUENCES = "sequences"    # the checked module re-run on a few whole sequences (attention; the default)
+
+
 @torch.no_grad()
 def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call, arch: Architecture,
                    cfg: QuantConfig, device: torch.device, chunk: int) -> tuple[torch.Tensor, BlockReport]:
     """Quantize `block` in place; returns the full-precision block's outputs (the next block's inputs)."""
     report = BlockReport(block_name)
     block.to(device)
-    mappings = resolve_block(block, arch, block_name)
     linears = block_linears(block, block_name, cfg)
-    mappings = [rm for rm in mappings if all(any(l is m for m in linears.values()) for l in rm.linears)]
-    spread = cfg.loss_sample == "spread"
+    probes = [(rm, _probe_kind(rm, cfg)) for rm in _block_mappings(block, block_name, arch, linears)]
+    clipped = {n: m for n, m in linears.items() if _clips(n, cfg, arch)}
+    evidence = _gather_evidence(block, hidden, call, probes, linears, clipped, cfg, device, chunk)
+    scales = _search_scales(probes, evidence, linears, cfg, device, report)
+    folded = _fold_scales(scales, linears, arch)
+    # without second moments the clip search scores the folded linears' recorded input tokens
+    token_inputs = _check_fold(block, block_name, [rm for rm, _ in probes], evidence, call,
+                               {} if evidence.grams is not None else clipped, device, report)
+    for name, lin in linears.items():     # clip (never q/k), then round and pack
+        if name in clipped:
+            max_val = _clip_values(name, lin, evidence.grams, folded.get(name), token_inputs, cfg)
+            report.clip_shrink[name] = _mean_shrink(lin.weight, max_val, cfg.group_size)
+            apply_clip(lin, max_val, cfg.group_size)
+        means = evidence.stats.signed_mean(name).to(device)
+        if name in folded:     # the folded layer sees x / s
+            means = means / folded[name].float()
+        replace_linear(block, name, lin, cfg, means, report)
+        report.quantized.append(name)
+    block.to("cpu")
+    return evidence.next_hidden, report
 
-    # 1. every calibration token: Σ|x| per input channel, the FP outputs for the next block and,
-    #    spread, the second moments of linear inputs and a token sample for token-wise checked modules
+
+def _block_mappings(block: nn.Module, block_name: str, arch: Architecture,
+                    linears: dict[str, nn.Linear]) -> list[ResolvedMapping]:
+    """The block's mappings whose linears are all quantized: a mapping with an excluded linear is skipped."""
+    return [rm for rm in resolve_block(block, arch, block_name)
+            if all(any(l is m for m in linears.values()) for l in rm.linears)]
+
+
+def _probe_kind(rm: ResolvedMapping, cfg: QuantConfig) -> str:
+    """GRAM, TOKENS or SEQUENCES: the cheapest exact way `spread` can score this mapping's loss on
+    the whole calibration set; without spread every loss re-runs its module on whole sequences."""
+    if cfg.loss_sample != "spread":
+        return SEQUENCES
+    if len(rm.linears) == 1 and rm.inspect is rm.linears[0]:
+        return GRAM
+    return TOKENS if is_tokenwise(rm.inspect) else SEQUENCES
+
+
+def _clips(name: str, cfg: QuantConfig, arch: Architecture) -> bool:
+    """Whether linear `name` gets a clip search (never the q/k-style projections of arch.no_clip)."""
+    return cfg.apply_clip and not any(frag in name for frag in arch.no_clip)
+
+
+@dataclass
+class _Evidence:
+    """What the block's searches are scored on, taken from the full-precision block before any change."""
+
+    next_hidden: torch.Tensor          # the block's outputs for every sequence: the next block's inputs
+    stats: InputStats                  # E|x| and E[x] of every linear's input, over every token
+    grams: InputGrams | None           # spread: second moments for GRAM losses and the clip search
+    sampler: TokenSample               # TOKENS: calls of token-wise checked modules at sampled tokens
+    recorder: CallRecorder             # SEQUENCES: calls of checked modules on `sub`
+    sub: torch.Tensor                  # the whole sequences those calls (and the fold check) ran on
+    sub_out: torch.Tensor              # the block's outputs for `sub`
+
+    def probe(self, rm: ResolvedMapping, kind: str, linears: dict[str, nn.Linear],
+              device: torch.device) -> InspectCall | GramCall:
+        if kind == GRAM:
+            return GramCall(*self.grams.full(_name_of(linears, rm.linears[0])))
+        key = id(rm.inspect)
+        return InspectCall(*(self.sampler.call(key, device) if kind == TOKENS else self.recorder.calls[key]))
+
+
+def _gather_evidence(block: nn.Module, hidden: torch.Tensor, call, probes: list[tuple[ResolvedMapping, str]],
+                     linears: dict[str, nn.Linear], clipped: dict[str, nn.Linear], cfg: QuantConfig,
+                     device: torch.device, chunk: int) -> _Evidence:
+    """Two passes of the unchanged block: every calibration token (statistics, the next block's
+    inputs and, spread, second moments and token samples), then the whole loss sequences."""
     total = hidden.shape[0] * hidden.shape[1]
     stats = InputStats(linears)
-    grams = InputGrams(linears, _input_groups(linears, mappings), cfg.group_size,
-                       {_name_of(linears, rm.inspect) for rm in mappings if _checks_linear(rm)},
-                       _positions(total, cfg.gram_tokens, cfg.seed)) if spread else None
-    tokenwise = {id(rm.inspect): rm.inspect for rm in mappings
-                 if spread and not _checks_linear(rm) and is_tokenwise(rm.inspect)}
-    sampler = TokenSample(tokenwise, _positions(total, cfg.loss_tokens, cfg.seed))
+    grams = InputGrams(linears, _input_groups(linears, [rm for rm, _ in probes]), cfg.group_size, set(clipped),
+                       {_name_of(linears, rm.inspect) for rm, kind in probes if kind == GRAM},
+                       _positions(total, cfg.gram_tokens, cfg.seed)) if cfg.loss_sample == "spread" else None
+    sampler = TokenSample({id(rm.inspect): rm.inspect for rm, kind in probes if kind == TOKENS},
+                          _positions(total, cfg.loss_tokens, cfg.seed))
     try:
         next_hidden = run_block(block, hidden, call, chunk, device)
     finally:
@@ -152,66 +221,65 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
         if grams is not None:
             grams.remove()
 
-    # 2. whole sequences (attention needs them whole) for the other losses
-    n_seq = cfg.loss_sequences if spread else math.ceil(cfg.loss_tokens / hidden.shape[1])
-    n_seq = min(hidden.shape[0], call.batch, max(1, n_seq))
-    sub = hidden[_sequence_pick(hidden.shape[0], n_seq, cfg, spread)]
-    inspects = {id(rm.inspect): rm.inspect for rm in mappings if id(rm.inspect) not in tokenwise
-                and not (spread and _checks_linear(rm))}
-    recorder = CallRecorder({}, inspects)
+    sub = hidden[_loss_sequences(hidden.shape[0], hidden.shape[1], call.batch, cfg)]
+    recorder = CallRecorder({}, {id(rm.inspect): rm.inspect for rm, kind in probes if kind == SEQUENCES})
     try:
-        sub_out = run_block(block, sub, call, n_seq, device)
+        sub_out = run_block(block, sub, call, sub.shape[0], device)
     finally:
         recorder.remove()
+    return _Evidence(next_hidden, stats, grams, sampler, recorder, sub, sub_out)
 
-    # 3. scale search (no weight changes), then 4. fold all scales at once
+
+def _search_scales(probes: list[tuple[ResolvedMapping, str]], evidence: _Evidence, linears: dict[str, nn.Linear],
+                   cfg: QuantConfig, device: torch.device,
+                   report: BlockReport) -> list[tuple[ResolvedMapping, torch.Tensor]]:
+    """(mapping, best s) per mapping; no weight changes. Records each chosen ratio."""
     scales = []
-    for rm in mappings:
+    for rm, kind in probes:
         first = _name_of(linears, rm.linears[0])
-        key = id(rm.inspect)
-        if spread and _checks_linear(rm):
-            probe = GramCall(*grams.full(first))
-        else:
-            probe = InspectCall(*(sampler.call(key, device) if key in tokenwise else recorder.calls[key]))
-        s, ratio, _ = search_scale(rm, stats.mean(first).to(device), probe, cfg,
-                                   stats.signed_mean(first).to(device))
+        probe = evidence.probe(rm, kind, linears, device)
+        s, ratio, _ = search_scale(rm, evidence.stats.mean(first).to(device), probe, cfg,
+                                   evidence.stats.signed_mean(first).to(device))
         scales.append((rm, s))
         report.ratios[rm.mapping.prev] = ratio
-    folded = {}     # linear name -> the scale folded into its input columns
+    return scales
+
+
+def _fold_scales(scales: list[tuple[ResolvedMapping, torch.Tensor]], linears: dict[str, nn.Linear],
+                 arch: Architecture) -> dict[str, torch.Tensor]:
+    """Fold every scale at once; returns linear name -> the scale folded into its input columns."""
+    folded = {}
     for rm, s in scales:
         fold_scale(rm, s, arch.norm_offset)
         folded.update({_name_of(linears, lin): s for lin in rm.linears})
+    return folded
 
-    # the folded block must compute what it computed before; also records clip inputs
-    recorder = CallRecorder({} if spread else linears, {})
+
+def _check_fold(block: nn.Module, block_name: str, mappings: list[ResolvedMapping], evidence: _Evidence, call,
+                record: dict[str, nn.Linear], device: torch.device, report: BlockReport) -> dict[str, torch.Tensor]:
+    """The folded block must compute what it computed before on the loss sequences; returns the
+    inputs of the `record` linears on that run (the token clip search's input)."""
+    recorder = CallRecorder(record, {})
     try:
-        folded_out = run_block(block, sub, call, n_seq, device)
+        folded_out = run_block(block, evidence.sub, call, evidence.sub.shape[0], device)
     finally:
         recorder.remove()
-    report.fold_error = _relative_error(folded_out, sub_out)
+    report.fold_error = _relative_error(folded_out, evidence.sub_out)
     if not math.isfinite(report.fold_error) or report.fold_error > FOLD_CHECK_RTOL:
         raise ConfigError(
             f"{block_name}: folding AWQ scales changed the block's output by {report.fold_error:.2e} "
             f"(relative): a mapping of this architecture is not function-preserving "
             f"({[rm.mapping.prev for rm in mappings]})")
+    return recorder.linear_inputs
 
-    # 5. clip search (skipping q/k-style projections), 6. round and pack
-    for name, lin in linears.items():
-        if cfg.apply_clip and not any(frag in name for frag in arch.no_clip):
-            if spread:
-                max_val = search_clip_gram(lin.weight, _folded_gram(grams, name, folded.get(name)), cfg)
-            else:
-                max_val = search_clip(lin.weight, sample_rows(recorder.linear_inputs[name], cfg.clip_tokens,
-                                                              cfg.seed), cfg)
-            report.clip_shrink[name] = _mean_shrink(lin.weight, max_val, cfg.group_size)
-            apply_clip(lin, max_val, cfg.group_size)
-        means = stats.signed_mean(name).to(device)
-        if name in folded:     # the folded layer sees x / s
-            means = means / folded[name].float()
-        replace_linear(block, name, lin, cfg, means, report)
-        report.quantized.append(name)
-    block.to("cpu")
-    return next_hidden, report
+
+def _clip_values(name: str, lin: nn.Linear, grams: InputGrams | None, s: torch.Tensor | None,
+                 token_inputs: dict[str, torch.Tensor], cfg: QuantConfig) -> torch.Tensor:
+    """Best clip value per (row, group) of the folded `lin`: on every calibration token through the
+    per-group second moments when they were gathered (spread), else on recorded input tokens."""
+    if grams is not None:
+        return search_clip_gram(lin.weight, _folded_gram(grams, name, s), cfg)
+    return search_clip(lin.weight, sample_rows(token_inputs[name], cfg.clip_tokens, cfg.seed), cfg)
 
 
 def _mean_shrink(weight: torch.Tensor, max_val: torch.Tensor, group_size: int) -> float:
@@ -219,11 +287,6 @@ def _mean_shrink(weight: torch.Tensor, max_val: torch.Tensor, group_size: int) -
     g = group_size_for(weight.shape[1], group_size)
     max_abs = weight.detach().float().reshape(weight.shape[0], -1, g).abs().amax(dim=-1)
     return round(float((max_val / max_abs.clamp(min=1e-12)).mean()), 4)
-
-
-def _checks_linear(rm) -> bool:
-    """The mapping's checked module is its one linear: its loss follows from a second moment."""
-    return len(rm.linears) == 1 and rm.inspect is rm.linears[0]
 
 
 def _input_groups(linears: dict[str, nn.Linear], mappings) -> list[list[str]]:
@@ -248,8 +311,12 @@ def _positions(total: int, n: int, seed: int) -> torch.Tensor:
     return pick.sort().values
 
 
-def _sequence_pick(n_total: int, n: int, cfg: QuantConfig, spread: bool) -> torch.Tensor:
-    """Which whole sequences the module-run losses see: evenly spaced over the set when spread."""
+def _loss_sequences(n_total: int, seqlen: int, batch: int, cfg: QuantConfig) -> torch.Tensor:
+    """Which whole sequences the module-run losses and the fold check see, at most one captured
+    batch: spread, `loss_sequences` evenly spaced over the set; else enough seeded ones for `loss_tokens`."""
+    spread = cfg.loss_sample == "spread"
+    n = cfg.loss_sequences if spread else math.ceil(cfg.loss_tokens / seqlen)
+    n = min(n_total, batch, max(1, n))
     if spread:
         return torch.linspace(0, n_total - 1, n).round().long().unique()
     pick = torch.randperm(n_total, generator=torch.Generator().manual_seed(cfg.seed))[:n]

@@ -189,11 +189,12 @@ class InputGrams:
     group (G_g [n_groups, g, g], over every token) that scores the clip search on the whole
     calibration set; whole (G [in, in], over the tokens at `positions`) it scores the scale search
     of a mapping whose checked module is that linear. Linears fed the same tensor (q/k/v behind one
-    norm) share one entry: `groups` lists each set, keyed by its first name.
+    norm) share one entry: `groups` lists each set, keyed by its first name. Only the inputs of the
+    names in `per_group` (those clipped) and `whole` are accumulated, each only in the form asked for.
     """
 
     def __init__(self, linears: dict[str, nn.Linear], groups: list[list[str]], group_size: int,
-                 whole: set[str], positions: torch.Tensor):
+                 per_group: set[str], whole: set[str], positions: torch.Tensor):
         self.owner = {name: members[0] for members in groups for name in members}
         self.group_size = group_size
         self.positions = positions
@@ -202,20 +203,22 @@ class InputGrams:
         self.count: dict[str, int] = {}
         self.whole_count: dict[str, int] = {}
         self.seen: dict[str, int] = {}
+        want_grouped = {self.owner[n] for n in per_group}
         want_whole = {self.owner[n] for n in whole}
-        self._hooks = [linears[key].register_forward_hook(self._hook(key, key in want_whole))
-                       for key in {members[0] for members in groups}]
+        self._hooks = [linears[key].register_forward_hook(self._hook(key, key in want_grouped, key in want_whole))
+                       for key in {members[0] for members in groups} if key in want_grouped | want_whole]
 
-    def _hook(self, key: str, whole: bool) -> Callable:
+    def _hook(self, key: str, grouped: bool, whole: bool) -> Callable:
         def hook(module, inputs, output):
             x = inputs[0].detach().float()
             x = x.reshape(-1, x.shape[-1])
             n, width = x.shape
-            g = width if self.group_size == -1 else self.group_size
-            xg = x.reshape(n, width // g, g).transpose(0, 1)                   # [ng, n, g]
-            gram = torch.bmm(xg.transpose(1, 2), xg).cpu()
-            self.grouped[key] = self.grouped[key] + gram if key in self.grouped else gram
-            self.count[key] = self.count.get(key, 0) + n
+            if grouped:
+                g = width if self.group_size == -1 else self.group_size
+                xg = x.reshape(n, width // g, g).transpose(0, 1)               # [ng, n, g]
+                gram = torch.bmm(xg.transpose(1, 2), xg).cpu()
+                self.grouped[key] = self.grouped[key] + gram if key in self.grouped else gram
+                self.count[key] = self.count.get(key, 0) + n
             if whole:
                 start = self.seen.get(key, 0)
                 lo, hi = torch.searchsorted(self.positions, torch.tensor([start, start + n])).tolist()

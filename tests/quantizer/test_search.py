@@ -91,7 +91,7 @@ def _down_mapping_inputs():
     rm = next(rm for rm in resolve_block(blocks[0], arch, "b") if rm.mapping.prev == "mlp.up_proj")
     linears = {"down": rm.linears[0]}
     every_token = torch.arange(4 * 32)
-    grams = InputGrams(linears, [["down"]], 32, {"down"}, every_token)
+    grams = InputGrams(linears, [["down"]], 32, {"down"}, {"down"}, every_token)
     stats = InputStats(linears)
     run_block(blocks[0], hidden, call, 2, torch.device("cpu"))      # two chunks: sums must span both
     grams.remove(), stats.remove()
