@@ -2,35 +2,34 @@
 
 Positions line up because both models read the same tokens. Per position: entropy of each
 model's next-token distribution, KL(reference ‖ candidate) and top-1 agreement, averaged over
-the long items. `entropy_verdict` is a pure function of the two mean curves.
+the long items. Both functions are pure: the scores come from the backends.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import Iterable
 
+import numpy as np
+
+from awqguard.backends.base import Scores
 from awqguard.gates import metrics as m
-from awqguard.gates.generation import continuation_logprobs
 from awqguard.gates.perplexity import kl_per_token
 
 SMOOTH_WINDOW = 64
 
 
-@torch.no_grad()
-def position_curves(reference, candidate, tokenizer, continuations: dict[str, dict]) -> dict | None:
-    """Mean per-position entropy of both models, KL and top-1 agreement; None without continuations."""
-    if not continuations:
-        return None
+def position_curves(pairs: Iterable[tuple[Scores, Scores]]) -> dict | None:
+    """Mean per-position entropy of both models, KL and top-1 agreement over the (reference,
+    candidate) scores of each continuation; None without continuations."""
     h_r, h_c, kl, agree = [], [], [], []
-    for cont in continuations.values():
-        prompt_ids = tokenizer(cont["prompt"], add_special_tokens=False)["input_ids"]
-        lp_r = continuation_logprobs(reference, prompt_ids, cont["tokens"])
-        lp_c = continuation_logprobs(candidate, prompt_ids, cont["tokens"])
+    for ref, cand in pairs:
+        lp_r, lp_c = ref.logprobs, cand.logprobs
         h_r.append(m.entropy(lp_r.cpu().numpy()))
         h_c.append(m.entropy(lp_c.cpu().numpy()))
         kl.append(kl_per_token(lp_r, lp_c).cpu().numpy())
         agree.append((lp_r.argmax(-1) == lp_c.argmax(-1)).float().cpu().numpy())
+    if not h_r:
+        return None
     length = min(len(x) for x in h_r)
     mean = lambda xs: np.mean([x[:length] for x in xs], axis=0)
     return {"entropy_reference": mean(h_r), "entropy_candidate": mean(h_c), "kl": mean(kl),

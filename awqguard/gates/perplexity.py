@@ -1,16 +1,18 @@
 """Perplexity and logit drift on held-out text (same windows for every model compared).
 
-`heldout_windows` and `window_logprobs` touch a tokenizer or a model; the summaries below them are
-pure functions on tensors.
+`heldout_windows` touches a tokenizer; the summaries are pure functions of the backends' scores.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
-import torch.nn.functional as F
+
+from awqguard.backends.base import Scores
+from awqguard.backends.local import LocalBackend
 
 
 def heldout_windows(tokenizer, texts: list[str], window: int = 512, max_windows: int | None = None) -> torch.Tensor:
@@ -23,16 +25,6 @@ def heldout_windows(tokenizer, texts: list[str], window: int = 512, max_windows:
     if n == 0:
         raise ValueError(f"held-out text has {len(stream)} tokens, fewer than one {window}-token window")
     return torch.tensor(stream[: n * window]).reshape(n, window)
-
-
-@torch.no_grad()
-def window_logprobs(model, windows: torch.Tensor, batch: int = 4):
-    """Yields next-token log-probabilities [b, T-1, V] (float32) for each batch of windows."""
-    device = next(model.parameters()).device
-    for start in range(0, windows.shape[0], batch):
-        ids = windows[start:start + batch].to(device)
-        logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
-        yield ids[:, 1:], F.log_softmax(logits, dim=-1)
 
 
 def token_nll(targets: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
@@ -63,21 +55,27 @@ class LogitDrift:
         return {k: round(v, 6) for k, v in self.__dict__.items()}
 
 
-@torch.no_grad()
-def compare_models(reference, candidate, windows: torch.Tensor, batch: int = 4) -> LogitDrift:
-    """Perplexity of both models and KL / top-token agreement on the same windows."""
+def compare_scores(pairs: Iterable[tuple[Scores, Scores]]) -> LogitDrift:
+    """Perplexity of both models and KL / top-token agreement from their scores of the same windows."""
     nll_r, nll_c, kls, same = [], [], [], []
-    for (targets, lp_r), (_, lp_c) in zip(window_logprobs(reference, windows, batch),
-                                          window_logprobs(candidate, windows, batch)):
-        nll_r.append(token_nll(targets, lp_r).flatten().cpu())
-        nll_c.append(token_nll(targets, lp_c).flatten().cpu())
-        kls.append(kl_per_token(lp_r, lp_c).flatten().cpu())
-        same.append((lp_r.argmax(-1) == lp_c.argmax(-1)).flatten().cpu())
+    for ref, cand in pairs:
+        nll_r.append(token_nll(ref.targets, ref.logprobs).flatten().cpu())
+        nll_c.append(token_nll(cand.targets, cand.logprobs).flatten().cpu())
+        kls.append(kl_per_token(ref.logprobs, cand.logprobs).flatten().cpu())
+        same.append((ref.logprobs.argmax(-1) == cand.logprobs.argmax(-1)).flatten().cpu())
     kl = torch.cat(kls).double()
     return LogitDrift(perplexity(torch.cat(nll_r)), perplexity(torch.cat(nll_c)), float(kl.mean()),
                       float(torch.quantile(kl.float(), 0.99)), float(torch.cat(same).float().mean()))
 
 
-@torch.no_grad()
-def model_perplexity(model, windows: torch.Tensor, batch: int = 4) -> float:
-    return perplexity(torch.cat([token_nll(t, lp).flatten().cpu() for t, lp in window_logprobs(model, windows, batch)]))
+def compare_models(reference, candidate, windows: torch.Tensor) -> LogitDrift:
+    """`compare_scores` for two in-process models (benchmarks and tests)."""
+    ref, cand = LocalBackend(reference), LocalBackend(candidate)
+    return compare_scores(zip(ref.score(windows.tolist(), 1), cand.score(windows.tolist(), 1)))
+
+
+def model_perplexity(model, windows: torch.Tensor) -> float:
+    """Perplexity of one in-process model on the windows."""
+    scores = LocalBackend(model).score(windows.tolist(), 1)
+    return perplexity(torch.cat([token_nll(s.targets, s.logprobs).flatten().cpu() for s in scores]))
+

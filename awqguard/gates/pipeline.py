@@ -15,8 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from awqguard import files
-from awqguard import cache
+from awqguard import cache, files
 from awqguard.gates.chunker import Chunk
 from awqguard.gates.embedder import default_embedder_path, embed, load_embedder
 from awqguard.gates.index import build_index, search
@@ -39,6 +38,36 @@ class Retriever:
         """Chunk ids of the top-k chunks per query, best first."""
         _, ids = search(self.index, embed(self.embedder, list(queries)), k)
         return [[int(i) for i in row if i >= 0] for row in ids]
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """The retrieve stage's result: the measuring stick and each variant's retriever."""
+
+    stick_embedder: object             # the full-precision embedder ΔS is measured with
+    embedder_fingerprint: str
+    reference: Retriever
+    candidate: Retriever
+    notices: list[str]
+
+
+def retrieval_stage(pipe: dict, chunks: list[Chunk], use_cache: bool = True) -> Retrieval:
+    """Both pipelines' retrieval: the full-precision embedder for the reference and, unless the
+    config says otherwise, the same embedder quantized by awqguard for the candidate."""
+    from awqguard.quantizer.config import QuantConfig
+    folder = embedder_folder(pipe["embedder"])
+    fp = fingerprint(ModelSource(str(folder), folder))
+    stick_embedder = load_embedder(folder)
+    reference = build_retriever(stick_embedder, "full precision", fp, chunks, use_cache)
+    if not pipe["quantize_embedder"]:
+        return Retrieval(stick_embedder, fp, reference, reference, [
+            "Retrieval cannot differ between the variants: the candidate pipeline uses the reference's "
+            "full-precision embedder (pipeline.quantize_embedder: false). The retrieval gates check the "
+            "pipeline itself, not the quantization."])
+    ecfg = QuantConfig(w_bit=pipe["embedder_w_bit"], group_size=pipe["embedder_group_size"], n_samples=64, seqlen=256)
+    q_emb, q_fp = load_quantized_embedder(pipe["embedder"], ecfg, use_cache)
+    candidate = build_retriever(q_emb, f"AWQ w{ecfg.w_bit} g{ecfg.group_size}", q_fp, chunks, use_cache)
+    return Retrieval(stick_embedder, fp, reference, candidate, [])
 
 
 def embedder_folder(spec: str | None) -> Path:

@@ -1,17 +1,21 @@
 """Gates as parsed objects with a pure check (docs/architecture.md §10). The default policy is data.
 
 A gate compares one metric value with a threshold; severity "fail" blocks a release, "warn" only
-reports. Each gate names the Problem-Map symptoms its failure evidences.
+reports. Each gate names a declared metric (gates/registry.py) and the Problem-Map symptoms its
+failure evidences; a configuration may override the fields in OVERRIDE_SCHEMA, keyed by gate id.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 from dataclasses import dataclass
 
 from awqguard.errors import ConfigError
+from awqguard.gates.document import GateResult, Measurement, WorstItem
 from awqguard.gates.problem_map import SYMPTOMS
+from awqguard.gates.registry import METRICS, Worst
 
 OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 SEVERITIES = ("fail", "warn")
@@ -59,6 +63,16 @@ class Gate:
         unknown = [s for s in self.symptoms if s not in SYMPTOMS]
         if unknown:
             raise ConfigError(f"gate {self.id}: unknown symptom(s) {unknown}; known: {sorted(SYMPTOMS)}")
+        if self.metric not in METRICS:
+            close = difflib.get_close_matches(self.metric, list(METRICS), 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"gate {self.id}: unknown metric {self.metric!r}{hint}; known metrics: "
+                              f"{', '.join(sorted(METRICS))}")
+
+    @property
+    def worst(self) -> Worst | None:
+        """How this gate's worst items are found (declared with its metric)."""
+        return METRICS[self.metric].worst
 
     def check(self, value: float | None, reference: float | None = None, reason: str | None = None) -> Verdict:
         """Pass/fail for one measured value (the candidate's, or a paired figure).
@@ -88,6 +102,29 @@ class Gate:
 
     def _failed(self) -> str:
         return "fail" if self.severity == "fail" else "warn"
+
+    def judge(self, measured: Measurement | None, worst_items: tuple[WorstItem, ...] = ()) -> GateResult:
+        """The gate's result on its metric's measurement (None: the metric was not produced at all)."""
+        measured = measured or Measurement()
+        verdict = self.check(measured.gated, measured.reference, measured.reason)
+        failing = verdict.status in ("fail", "warn")
+        fixes = dict.fromkeys(f for s in self.symptoms for f in SYMPTOMS[s].fixes) if failing else {}
+        return GateResult(
+            self.id, self.metric, self.description, _rounded(verdict.value), _rounded(verdict.reference),
+            self.threshold, self.op, self.tolerance, self.severity, verdict.status, verdict.passed, verdict.basis,
+            verdict.message, measured.ci, tuple((s, SYMPTOMS[s].title) for s in self.symptoms), tuple(fixes),
+            worst_items if verdict.status != "skip" else ())
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 6)
+
+
+OVERRIDE_SCHEMA = {   # what a configuration may change of a gate, keyed by its id under `gates:`
+    "type": "object", "additionalProperties": False,
+    "properties": {"threshold": {"type": "number"}, "severity": {"enum": list(SEVERITIES)},
+                   "op": {"enum": list(OPS)}, "enabled": {"type": "boolean"},
+                   "tolerance": {"type": ["number", "null"], "minimum": 0}}}
 
 
 DEFAULT_GATES: tuple[Gate, ...] = (

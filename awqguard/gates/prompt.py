@@ -32,3 +32,8 @@ def build_messages(question: str, chunks: Sequence[Chunk], kind: str = "qa", ord
     if kind == "json":
         user += f"\n{JSON_INSTRUCTION}"
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def render_prompts(tokenizer, conversations: Sequence[list[dict]]) -> list[str]:
+    """Prompt texts through the tokenizer's chat template, ready for generation."""
+    return [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]

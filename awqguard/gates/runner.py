@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from awqguard import progress
+from awqguard.backends.base import Backend, Decoding
 from awqguard.gates.fixtures import Item
-from awqguard.gates.generation import Decoding, generate, render_prompts
 from awqguard.gates.metrics import repetition_loop
 from awqguard.gates.pipeline import Retriever
-from awqguard.gates.prompt import build_messages
+from awqguard.gates.prompt import build_messages, render_prompts
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,20 @@ class RunSettings:
     def describe(self) -> dict:
         import dataclasses
         return dataclasses.asdict(self)
+
+
+def settings_from(config: dict) -> RunSettings:
+    """The run settings of a merged check configuration (a per-kind token budget, or one for all)."""
+    from awqguard.gates.config import DEFAULTS
+    dec, pipe, probes = config["decoding"], config["pipeline"], config["probes"]
+    budget = dec["max_new_tokens"]
+    budget = {k: budget for k in ("qa", "json", "long")} if isinstance(budget, int) \
+        else {**DEFAULTS["decoding"]["max_new_tokens"], **budget}
+    return RunSettings(seeds=tuple(config["seeds"]), top_k=pipe["top_k"], prompt_chunks=pipe["prompt_chunks"],
+                       header_order=pipe["header_order"],
+                       decoding=Decoding(dec["greedy"], dec["temperature"], dec["top_p"], max(budget.values())),
+                       max_new_tokens=budget, probe_items=probes["items"], probe_k=tuple(probes["k"]),
+                       probe_shuffle=probes["header_shuffle"], entropy_tokens=config["entropy"]["tokens"])
 
 
 @dataclass(frozen=True)
@@ -91,16 +105,16 @@ def _prompt(tokenizer, retriever: Retriever, r: Request) -> str:
     return render_prompts(tokenizer, [build_messages(r.question, chunks, r.kind, r.order, seed)])[0]
 
 
-def _generate(model, tokenizer, retriever: Retriever, requests: list[Request], s: RunSettings,
+def _generate(backend: Backend, retriever: Retriever, requests: list[Request], s: RunSettings,
               seeds: Sequence[int], label: str) -> list[dict]:
     """Answers for every request and seed. Each kind has its own length budget; requests are sorted
     by budget, then prompt length, so batches mix kinds only at the boundaries and pad little."""
-    prompts = [_prompt(tokenizer, retriever, r) for r in requests]
+    prompts = [_prompt(backend.tokenizer, retriever, r) for r in requests]
     budget = [int(s.max_new_tokens.get(r.kind, s.decoding.max_new_tokens)) for r in requests]
     order = sorted(range(len(requests)), key=lambda i: (budget[i], len(prompts[i])))
     with progress.task(label, total=len(requests)) as bar:
-        gens = generate(model, tokenizer, [prompts[i] for i in order], s.decoding, seeds, s.batch_size,
-                        on_batch=bar.advance, budgets=[budget[i] for i in order])
+        gens = backend.generate([prompts[i] for i in order], s.decoding, seeds, on_batch=bar.advance,
+                                budgets=[budget[i] for i in order])
     out: list[dict | None] = [None] * len(requests)
     for i, per_seed in zip(order, gens):
         r = requests[i]
@@ -112,23 +126,26 @@ def _generate(model, tokenizer, retriever: Retriever, requests: list[Request], s
     return out
 
 
-def run_variant(model, tokenizer, retriever: Retriever, items: Sequence[Item], s: RunSettings, name: str,
+def _continuations(backend: Backend, retriever: Retriever, main: list[Request], s: RunSettings) -> dict:
+    """The greedy long continuation of each long item's question, of fixed length (end tokens
+    forbidden): the text both models are teacher-forced on for entropy against length."""
+    long_requests = [r for r in main if r.kind == "long" and r.key["prompt"] == 0]
+    prompts = [_prompt(backend.tokenizer, retriever, r) for r in long_requests]
+    greedy = Decoding(greedy=True, max_new_tokens=s.entropy_tokens)
+    return {r.key["item"]: {"prompt": p, "tokens": list(per_seed[0].token_ids)}
+            for r, p, per_seed in zip(long_requests, prompts, backend.generate(prompts, greedy, (0,), stop_at_eos=False))}
+
+
+def run_variant(backend: Backend, retriever: Retriever, items: Sequence[Item], s: RunSettings, name: str,
                 continuation: bool = False) -> dict:
     """The whole run of one variant as JSON-ready data (runs, probes, continuations, timing)."""
     start = time.perf_counter()
     main, probes = plan(items, retriever, s)
-    runs = _generate(model, tokenizer, retriever, main, s, s.seeds, f"{name}: answers")
+    runs = _generate(backend, retriever, main, s, s.seeds, f"{name}: answers")
     t_main = time.perf_counter() - start
-    probe_runs = _generate(model, tokenizer, retriever, probes, s, s.seeds[:1], f"{name}: probes") if probes else []
+    probe_runs = _generate(backend, retriever, probes, s, s.seeds[:1], f"{name}: probes") if probes else []
     t_probes = time.perf_counter() - start - t_main
-    continuations = {}
-    if continuation:
-        long_requests = [r for r in main if r.kind == "long" and r.key["prompt"] == 0]
-        prompts = [_prompt(tokenizer, retriever, r) for r in long_requests]
-        greedy = Decoding(greedy=True, max_new_tokens=s.entropy_tokens)
-        for r, p, per_seed in zip(long_requests, prompts,
-                                  generate(model, tokenizer, prompts, greedy, (0,), s.batch_size, stop_at_eos=False)):
-            continuations[r.key["item"]] = {"prompt": p, "tokens": list(per_seed[0].token_ids)}
+    continuations = _continuations(backend, retriever, main, s) if continuation else {}
     generated = sum(a["tokens"] for r in runs + probe_runs for a in r["answers"])
     elapsed = time.perf_counter() - start
     return {"variant": name, "retriever": retriever.label, "runs": runs, "probes": probe_runs,

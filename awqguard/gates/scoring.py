@@ -103,9 +103,12 @@ def score_retrieval(stick: Stick, suite: Suite, item: Item, ev: Evidence, questi
             "gap_chunk": m.anchor_gap(stick.ds(top1, ev.distractor_section), ds_ra)}
 
 
-def step_trace(stick: Stick, ev: Evidence, answer: str) -> list[float]:
-    """s_t = ΔS(prefix of the first t sentences, anchor) for a long answer."""
+def step_prefixes(answer: str) -> list[str]:
+    """The prefixes of a long answer, one sentence longer each: what its step trace is measured on."""
     steps = sentences(answer)
-    prefixes = [" ".join(steps[: t + 1]) for t in range(len(steps))]
-    stick.add(prefixes)
-    return [stick.ds_evidence(p, ev.anchor_sections) for p in prefixes]
+    return [" ".join(steps[: t + 1]) for t in range(len(steps))]
+
+
+def step_trace(stick: Stick, ev: Evidence, answer: str) -> list[float]:
+    """s_t = ΔS(prefix of the first t sentences, anchor) for a long answer (its prefixes already embedded)."""
+    return [stick.ds_evidence(p, ev.anchor_sections) for p in step_prefixes(answer)]

@@ -13,7 +13,7 @@ def test_check_names_metric_value_and_threshold():
     assert ok.passed and not bad.passed
     assert bad.message == "coverage.mean = 0.5 fails >= 0.7"
     assert not gate.check(None).passed and not gate.check(math.nan).passed
-    assert Gate("g", "m", "<", 1).check(1).passed is False and Gate("g", "m", "<=", 1).check(1).passed
+    assert Gate("g", "kl.mean", "<", 1).check(1).passed is False and Gate("g", "kl.mean", "<=", 1).check(1).passed
 
 
 @pytest.mark.parametrize("kwargs,match", [({"op": "=="}, "op must be one of"),
@@ -21,7 +21,7 @@ def test_check_names_metric_value_and_threshold():
                                           ({"symptoms": ("nope",)}, "unknown symptom")])
 def test_bad_gate_definitions(kwargs, match):
     with pytest.raises(ConfigError, match=match):
-        Gate(**{"id": "g", "metric": "m", "op": "<=", "threshold": 1.0, **kwargs})
+        Gate(**{"id": "g", "metric": "kl.mean", "op": "<=", "threshold": 1.0, **kwargs})
 
 
 def test_default_policy_is_consistent_with_the_problem_map():
@@ -39,7 +39,7 @@ def test_reference_that_misses_the_bar_turns_the_gate_relative():
     assert near.passed and near.basis == "reference" and "as the reference does" in near.message
     assert not far.passed and far.status == "fail"
     assert not gate.check(0.45, reference=0.9).passed         # the reference meets the bar: absolute
-    assert not Gate("c", "m", "<=", 0.4).check(0.45, reference=0.5).passed   # no tolerance: absolute only
+    assert not Gate("c", "kl.mean", "<=", 0.4).check(0.45, reference=0.5).passed   # no tolerance: absolute only
 
 
 def test_warn_and_skip_statuses():
@@ -48,3 +48,15 @@ def test_warn_and_skip_statuses():
     skipped = warn.check(None, reason="the suite has no json items")
     assert skipped.status == "skip" and skipped.passed and "no json items" in skipped.message
     assert warn.check(None).status == "warn" and not warn.check(None).passed
+
+
+def test_a_gate_naming_an_unknown_metric_is_refused_with_the_closest_name():
+    with pytest.raises(ConfigError, match=r"gate g: unknown metric 'kl.men' \(did you mean 'kl.mean'\?\)"):
+        Gate("g", "kl.men", "<=", 0.1)
+
+
+def test_every_default_gate_names_a_declared_metric_and_finds_worst_items_as_declared():
+    from awqguard.gates.registry import METRICS
+    for gate in DEFAULT_GATES:
+        assert gate.metric in METRICS
+        assert gate.worst is METRICS[gate.metric].worst

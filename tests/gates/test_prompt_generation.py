@@ -2,8 +2,9 @@ import pytest
 import torch
 
 import tiny_models
+from awqguard.backends.base import Decoding
+from awqguard.backends.decode import generate, next_tokens
 from awqguard.gates.chunker import Chunk
-from awqguard.gates.generation import Decoding, generate, next_tokens
 from awqguard.gates.prompt import build_messages, context_block
 
 CHUNKS = [Chunk("auth", i * 10, i * 10 + 10, 0, 0, f"auth#s{i}", f"Auth > S{i}", f"text {i}") for i in range(5)]
@@ -91,7 +92,7 @@ def test_per_prompt_budgets_share_a_batch_and_match_separate_calls(tiny_lm):
 
 
 def test_prefill_chunks_are_length_sorted_and_within_budget():
-    from awqguard.gates.generation import _chunks
+    from awqguard.backends.decode import _chunks
     lengths = [390, 1170, 610, 390, 1170, 610, 390, 610]
     chunks = _chunks(lengths, 2500)
     assert sorted(i for c in chunks for i in c) == list(range(8))

@@ -1,4 +1,4 @@
-"""Batched generation for one model (reference or candidate), paired across variants by construction.
+"""Batched generation for an in-process model (reference or candidate), paired across variants by construction.
 
 Each prompt is prefilled once and its cache is repeated for every seed, so the seeds of a run set
 share the prompt's cost. Sampling is inverse-CDF with one uniform number per row and step drawn
@@ -11,37 +11,15 @@ an abort for λ.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
+from awqguard.backends.base import Decoding, Generation
 from awqguard.hf_compat import cache_kwargs, output_cache
-
-
-@dataclass(frozen=True)
-class Decoding:
-    greedy: bool = False
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_new_tokens: int = 96
-
-
-@dataclass(frozen=True)
-class Generation:
-    text: str
-    token_ids: tuple[int, ...]
-    prompt_tokens: int
-
-    @property
-    def aborted(self) -> bool:
-        return not self.text.strip()
-
-
-def render_prompts(tokenizer, conversations: Sequence[list[dict]]) -> list[str]:
-    return [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
 
 
 def row_seed(seed: int, prompt: str) -> int:
@@ -179,6 +157,25 @@ def _select_rows(cache, keep: torch.Tensor):
     return cache
 
 
+def padding_tokenizer(tokenizer):
+    """A copy of `tokenizer` that pads on the left (decode batches are right-aligned), with EOS as
+    the pad token when it has none: the caller's tokenizer is left as it was."""
+    padded = copy.deepcopy(tokenizer)
+    if padded.pad_token_id is None:
+        padded.pad_token = padded.eos_token
+    padded.padding_side = "left"
+    return padded
+
+
+def _forward_options(model) -> tuple[dict, bool]:
+    """(extra forward kwargs for prefill, whether the model takes position ids)."""
+    with_positions, keep_last = _accepts(model, "position_ids"), _accepts(model, "logits_to_keep")
+    extra = {"logits_to_keep": 1} if keep_last else {}
+    if with_positions:
+        extra["position_ids"] = None                # filled per chunk from its attention mask
+    return extra, with_positions
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: Sequence[str], decoding: Decoding, seeds: Sequence[int] = (0,),
              batch_size: int = 16, stop_at_eos: bool = True, on_batch=None,
@@ -191,53 +188,19 @@ def generate(model, tokenizer, prompts: Sequence[str], decoding: Decoding, seeds
     different kinds share one batch; sort them by budget to keep batches' step counts tight.
     `batch_size` prompts decode together (decode steps are bound by reading the weights, so wide
     batches are cheap); they are prefilled in length-sorted chunks of at most `prefill_tokens` padded
-    tokens (prefill is compute-bound and fastest at moderate batch sizes).
+    tokens (prefill is compute-bound and fastest at moderate batch sizes). A tokenizer that does not
+    pad on the left is used through a padding copy (`padding_tokenizer`), never changed.
     """
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"
-    device = next(model.parameters()).device
-    eos = stop_ids(model, tokenizer)
-    eos_list = torch.tensor(sorted(eos), device=device)
+    if tokenizer.pad_token_id is None or tokenizer.padding_side != "left":
+        tokenizer = padding_tokenizer(tokenizer)
     repeats = 1 if decoding.greedy else len(seeds)
-    with_positions, keep_last = _accepts(model, "position_ids"), _accepts(model, "logits_to_keep")
-    extra = {"logits_to_keep": 1} if keep_last else {}
-    if with_positions:
-        extra["position_ids"] = None                # filled per chunk from its attention mask
-    results: list[list[Generation]] = []
     budgets = list(budgets) if budgets is not None else [decoding.max_new_tokens] * len(prompts)
+    results: list[list[Generation]] = []
     for start in range(0, len(prompts), batch_size):
         texts = list(prompts[start:start + batch_size])
-        limit = torch.tensor(budgets[start:start + batch_size], device=device).repeat_interleave(repeats)
-        steps = int(limit.max())
-        cache, mask, logits, n_prompt = _prefill(model, tokenizer, texts, repeats, steps, prefill_tokens, extra, device)
-        gens = [torch.Generator().manual_seed(row_seed(s, t)) for t in texts for s in (seeds[:repeats])]
-        rows = len(gens)
-        active = list(range(rows))                 # batch position -> row; shrinks as rows finish
-        done = torch.zeros(rows, dtype=torch.bool, device=device)
-        tokens: list[list[int]] = [[] for _ in range(rows)]
-        for step_index in range(steps):
-            if not stop_at_eos:
-                logits[:, eos_list] = float("-inf")
-            uniforms = torch.cat([torch.rand(1, generator=gens[r]) for r in active]).to(device)
-            chosen = next_tokens(logits, decoding, uniforms)
-            for pos, r in enumerate(active):
-                if not done[pos]:
-                    tokens[r].append(int(chosen[pos]))
-            done |= torch.isin(chosen, eos_list) | (limit <= step_index + 1)
-            if bool(done.all()) or step_index == steps - 1:
-                break
-            if int(done.sum()) * 4 >= len(active):   # a quarter finished: later steps run only the live rows
-                keep = (~done).nonzero().squeeze(-1)
-                cache = _select_rows(cache, keep)
-                mask, chosen, done, limit = mask[keep], chosen[keep], done[keep], limit[keep]
-                active = [active[int(i)] for i in keep]
-            chosen = torch.where(done, tokenizer.pad_token_id, chosen)
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            step = {"position_ids": mask.sum(-1, keepdim=True) - 1} if with_positions else {}
-            out = model(input_ids=chosen.unsqueeze(-1), attention_mask=mask, use_cache=True, **cache_kwargs(cache),
-                        **step)
-            logits, cache = out.logits[:, -1].float(), output_cache(out)
+        tokens, n_prompt = _decode_batch(model, tokenizer, texts, decoding, seeds[:repeats],
+                                         budgets[start:start + batch_size], stop_at_eos, prefill_tokens)
+        eos = stop_ids(model, tokenizer)
         for i in range(len(texts)):
             per_seed = []
             for j in range(repeats):
@@ -250,10 +213,40 @@ def generate(model, tokenizer, prompts: Sequence[str], decoding: Decoding, seeds
     return results
 
 
-@torch.no_grad()
-def continuation_logprobs(model, prompt_ids: Sequence[int], continuation: Sequence[int]) -> torch.Tensor:
-    """Next-token log-probabilities [len(continuation), V] at each continuation position (teacher forcing)."""
+def _decode_batch(model, tokenizer, texts: list[str], decoding: Decoding, seeds: Sequence[int],
+                  budgets: Sequence[int], stop_at_eos: bool, prefill_tokens: int) -> tuple[list[list[int]], list[int]]:
+    """(sampled token ids per row, prompt lengths) for one decode batch; row i*len(seeds)+j is
+    texts[i] under seeds[j]. Rows that finish drop out of later steps once a quarter are done."""
     device = next(model.parameters()).device
-    ids = torch.tensor([list(prompt_ids) + list(continuation)], device=device)
-    logits = model(input_ids=ids, use_cache=False).logits[0, len(prompt_ids) - 1:-1].float()
-    return torch.log_softmax(logits, dim=-1)
+    eos_list = torch.tensor(sorted(stop_ids(model, tokenizer)), device=device)
+    repeats = len(seeds)
+    extra, with_positions = _forward_options(model)
+    limit = torch.tensor(list(budgets), device=device).repeat_interleave(repeats)
+    steps = int(limit.max())
+    cache, mask, logits, n_prompt = _prefill(model, tokenizer, texts, repeats, steps, prefill_tokens, extra, device)
+    gens = [torch.Generator().manual_seed(row_seed(s, t)) for t in texts for s in seeds]
+    active = list(range(len(gens)))              # batch position -> row; shrinks as rows finish
+    done = torch.zeros(len(gens), dtype=torch.bool, device=device)
+    tokens: list[list[int]] = [[] for _ in gens]
+    for step_index in range(steps):
+        if not stop_at_eos:
+            logits[:, eos_list] = float("-inf")
+        uniforms = torch.cat([torch.rand(1, generator=gens[r]) for r in active]).to(device)
+        chosen = next_tokens(logits, decoding, uniforms)
+        for pos, r in enumerate(active):
+            if not done[pos]:
+                tokens[r].append(int(chosen[pos]))
+        done |= torch.isin(chosen, eos_list) | (limit <= step_index + 1)
+        if bool(done.all()) or step_index == steps - 1:
+            break
+        if int(done.sum()) * 4 >= len(active):   # a quarter finished: later steps run only the live rows
+            keep = (~done).nonzero().squeeze(-1)
+            cache = _select_rows(cache, keep)
+            mask, chosen, done, limit = mask[keep], chosen[keep], done[keep], limit[keep]
+            active = [active[int(i)] for i in keep]
+        chosen = torch.where(done, tokenizer.pad_token_id, chosen)
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        step = {"position_ids": mask.sum(-1, keepdim=True) - 1} if with_positions else {}
+        out = model(input_ids=chosen.unsqueeze(-1), attention_mask=mask, use_cache=True, **cache_kwargs(cache), **step)
+        logits, cache = out.logits[:, -1].float(), output_cache(out)
+    return tokens, n_prompt

@@ -1,0 +1,74 @@
+"""The decide stage: every gate judged on its metric, with its worst items, symptoms and notices
+(docs/architecture.md §10)."""
+
+from __future__ import annotations
+
+import math
+
+from awqguard.gates.document import GateResult, Measurement, WorstItem
+from awqguard.gates.fixtures import Item
+from awqguard.gates.policy import Gate
+from awqguard.gates.records import ItemSummary
+from awqguard.gates.problem_map import SYMPTOMS
+from awqguard.gates.registry import Worst
+
+WORST_ITEMS = 3
+
+
+def decide(gates: list[Gate], metrics: dict[str, Measurement], summaries: dict[str, ItemSummary],
+           flips: dict[str, dict]) -> list[GateResult]:
+    return [g.judge(metrics.get(g.metric), worst_items(g.worst, summaries, flips)) for g in gates]
+
+
+def worst_items(worst: Worst | None, summaries: dict[str, ItemSummary], flips: dict[str, dict],
+                n: int = WORST_ITEMS) -> tuple[WorstItem, ...]:
+    """The n items that weigh most on a metric, as its declaration says to rank them."""
+    if worst is None:
+        return ()
+    if worst.side == "probes":
+        return tuple(WorstItem(p["item"], p["ds"], p["probe"]) for p in flips["candidate"]["probes"]
+                     if p["flipped"])[:n]
+    ranked = {i: s for i, s in summaries.items() if worst.kind is None or s.kind == worst.kind}
+    key = lambda item: getattr(getattr(item[1], worst.side), worst.key)
+    top = sorted(ranked.items(), key=key, reverse=worst.largest)[:n]
+    return tuple(WorstItem(i, round(float(key((i, s))), 4)) for i, s in top)
+
+
+def symptom_entries(results: list[GateResult]) -> list[dict]:
+    """Each symptom a failed or warned gate evidences, with its causes, fixes and those gates."""
+    failing = [g for g in results if g.failing]
+    out = []
+    for symptom_id in sorted({s for g in failing for s, _ in g.symptoms}):
+        s = SYMPTOMS[symptom_id]
+        out.append({"id": s.id, "title": s.title, "description": s.description, "causes": list(s.causes),
+                    "fixes": list(s.fixes),
+                    "gates": [g.id for g in failing if any(x == s.id for x, _ in g.symptoms)]})
+    return out
+
+
+def run_notices(settings, items: list[Item], ref_fingerprint: str, cand_fingerprint: str,
+                summaries: dict[str, ItemSummary]) -> list[str]:
+    """What a reader must know to read this run's verdicts (what could not vary, what is too thin)."""
+    out = []
+    if settings.decoding.greedy:
+        out.append("Greedy decoding: every seed gives the same answer, so λ across runs varies with the "
+                   "paraphrases only and drift.seed_noise is not measured.")
+    if cand_fingerprint == ref_fingerprint:
+        out.append("The candidate is the reference model itself: answers, entropy, perplexity and KL cannot differ; "
+                   "only a quantized embedder can move retrieval. This run shows the gates' false-alarm floor.")
+    if len(items) < 10:
+        out.append(f"Only {len(items)} items: too few to decide drift with confidence (bootstrap intervals and "
+                   "McNemar need at least 10).")
+    for kind in ("json", "long"):
+        if not any(s.kind == kind for s in summaries.values()):
+            out.append(f"The suite has no {kind} items: the gates that need them are skipped.")
+    return out
+
+
+def non_finite_notice(metrics: dict[str, Measurement]) -> list[str]:
+    names = sorted(name for name, m in metrics.items() if any(not math.isfinite(v) for v in m.numbers()))
+    if not names:
+        return []
+    return [f"Not a finite number (NaN or infinite): {', '.join(names)}. The candidate's outputs overflowed or hold "
+            "NaN (look for NaN or zero scales in its checkpoint); these values are written as null and every "
+            "gate on them fails as not measurable."]
