@@ -79,7 +79,7 @@ def main() -> None:
         start = time.perf_counter()
         results = run_gates(config, reference=ref, candidate=cand)
         if args.out is not None:
-            from awqguard.gates.results import write_outputs
+            from awqguard.report.outputs import write_outputs
             write_outputs(results, args.out / name)
         rows[name] = {
             "passed": results["passed"],

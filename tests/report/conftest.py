@@ -7,7 +7,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "gates"))    # engine_helpers
 
 from awqguard.gates.engine import run_gates  # noqa: E402
-from awqguard.gates.results import write_outputs  # noqa: E402
+from awqguard.report.outputs import write_outputs  # noqa: E402
 
 
 @pytest.fixture(scope="session")
