@@ -15,11 +15,13 @@ import re
 import xml.etree.ElementTree as ET
 
 from awqguard.errors import strip_ansi
+from awqguard.report.format import gate_failure_text, number, run_counts, threshold_text, verdict_sentence
 
 SUITE_NAME = "awqguard.gates"
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")   # what XML 1.0 forbids
 # what could open code, emphasis or a link; "_" between letters or digits (ds_qr) cannot
 MARKDOWN_PUNCTUATION = re.compile(r"([\\`*\[\]~]|(?<![^\W_])_|_(?![^\W_]))")
+ICON = {"pass": "✅", "fail": "❌", "warn": "⚠️", "skip": "⏭️"}
 
 
 def clean_text(value) -> str:
@@ -45,32 +47,6 @@ def md_fenced(text: str) -> list[str]:
     return [fence, text, fence]
 
 
-def _value(v) -> str:
-    return "–" if v is None else f"{v:.4g}"
-
-
-def threshold_text(gate: dict, tolerance: bool = False) -> str:
-    """"<= 0.1", marked "(vs ref)" where the gate was judged against the reference (with its tolerance)."""
-    bar = f"{gate['op']} {gate['threshold']:g}"
-    if gate.get("basis") != "reference":
-        return bar
-    return bar + (f" (vs ref, tolerance {gate['tolerance']:g})" if tolerance else " (vs ref)")
-
-
-def gate_failure_text(gate: dict) -> str:
-    """The few lines that explain a failed (or warned) gate: value vs threshold, worst items, symptoms, fixes."""
-    lines = [f"{gate['id']}: {gate['message']}"]
-    if gate.get("ci"):
-        lines.append(f"95% interval over items: [{_value(gate['ci'][0])}, {_value(gate['ci'][1])}]")
-    if gate.get("reference") is not None:
-        lines.append(f"reference: {_value(gate['reference'])}")
-    if gate.get("worst_items"):
-        lines.append("worst items: " + ", ".join(f"{w['item']} ({_value(w['value'])})" for w in gate["worst_items"]))
-    lines += [f"symptom: {s['title']} ({s['id']})" for s in gate.get("symptoms", [])]
-    lines += [f"fix: {f}" for f in gate.get("fixes", [])]
-    return "\n".join(lines)
-
-
 def _element(parent: ET.Element | None, tag: str, text=None, **attrs) -> ET.Element:
     """A (sub)element whose attribute values and text are made XML 1.0-safe by clean_text."""
     safe = {k: clean_text(v) for k, v in attrs.items()}
@@ -81,22 +57,21 @@ def _element(parent: ET.Element | None, tag: str, text=None, **attrs) -> ET.Elem
 
 
 def junit_xml(results: dict) -> str:
-    gates = results["gates"]
+    """One testcase per gate. Property values are the raw numbers, for tools that read them back."""
+    gates, env = results["gates"], results["environment"]
     failures = sum(g["status"] == "fail" for g in gates)
     skipped = sum(g["status"] == "skip" for g in gates)
-    env = results.get("environment", {})
     suite = _element(None, "testsuite", name=SUITE_NAME, tests=len(gates), failures=failures, errors=0,
-                     skipped=skipped, time=f"{results.get('timing', {}).get('wall_s', 0):.1f}",
-                     timestamp=results.get("created", ""))
+                     skipped=skipped, time=f"{results['timing']['wall_s']:.1f}", timestamp=results["created"])
     props = _element(suite, "properties")
-    for name, value in (("passed", results["passed"]), ("candidate", env.get("candidate", {}).get("source")),
-                        ("reference", env.get("reference", {}).get("source"))):
+    for name, value in (("passed", results["passed"]), ("candidate", env["candidate"]["source"]),
+                        ("reference", env["reference"]["source"])):
         _element(props, "property", name=name, value=value)
     for g in gates:
         case = _element(suite, "testcase", classname=SUITE_NAME, name=g["id"], time="0")
         case_props = _element(case, "properties")
         for key in ("metric", "value", "reference", "threshold", "op", "severity", "status"):
-            _element(case_props, "property", name=key, value=g.get(key))
+            _element(case_props, "property", name=key, value=g[key])
         if g["status"] == "fail":
             _element(case, "failure", gate_failure_text(g), message=g["message"], type="GateFailed")
         elif g["status"] == "skip":
@@ -123,23 +98,19 @@ def _document(suite: ET.Element) -> str:
 
 def summary_markdown(results: dict, report_name: str = "report.html") -> str:
     """The verdict, gate table and failed gates' evidence in Markdown; every value escaped (see md_text)."""
-    s = results["summary"]
-    env = results.get("environment", {})
-    icon = {"pass": "✅", "fail": "❌", "warn": "⚠️", "skip": "⏭️"}
-    head = "✅ **awqguard: PASSED**" if results["passed"] else "❌ **awqguard: FAILED**"
-    lines = [f"{head}: {s['failed']} failed, {s['warned']} warned, {s['skipped']} skipped of {s['gates']} gates "
-             f"({s['items']} items, {s['runs']} paired runs)", ""]
-    if env:
-        lines += [f"Candidate {md_code(env.get('candidate', {}).get('source'))} vs reference "
-                  f"{md_code(env.get('reference', {}).get('source'))}, "
-                  f"suite {md_code(env.get('suite', {}).get('name'))}, seeds {md_text(env.get('seeds'))}.", ""]
-    if results.get("symptoms"):
+    env = results["environment"]
+    icon = ICON["pass" if results["passed"] else "fail"]
+    verdict = verdict_sentence(results, lambda word: f"{icon} **awqguard: {word}**")
+    lines = [f"{verdict} ({run_counts(results['summary'])})", "",
+             f"Candidate {md_code(env['candidate']['source'])} vs reference {md_code(env['reference']['source'])}, "
+             f"suite {md_code(env['suite']['name'])}, seeds {md_text(env['seeds'])}.", ""]
+    if results["symptoms"]:
         symptoms = ", ".join(f"{md_text(x['title'])} ({md_code(x['id'])})" for x in results["symptoms"])
         lines += [f"**Symptoms:** {symptoms}", ""]
     lines += ["| | gate | metric | candidate | reference | threshold |", "|---|---|---|---:|---:|---|"]
     for g in results["gates"]:
-        lines.append(f"| {icon[g['status']]} | {md_text(g['id'])} | {md_code(g['metric'])} | {_value(g['value'])} | "
-                     f"{_value(g['reference'])} | {md_text(threshold_text(g))} |")
+        lines.append(f"| {ICON[g['status']]} | {md_text(g['id'])} | {md_code(g['metric'])} | {number(g['value'])} | "
+                     f"{number(g['reference'])} | {md_text(threshold_text(g))} |")
     problems = [g for g in results["gates"] if g["status"] in ("fail", "warn")]
     if problems:
         lines += ["", "<details><summary>Failed and warned gates: evidence and fixes</summary>", ""]

@@ -1,8 +1,9 @@
 """`awqguard report`: one self-contained HTML file written from results.json alone.
 
-`report_view` turns results into what the page shows (pure, testable without a browser); the
-jinja2 template in templates/report.html.j2 lays it out with inline CSS, inline SVG plots and a
-few lines of inline script for the item filter. Nothing is fetched: no fonts, no scripts, no images.
+`report_view` turns a validated results document (report/schema.py requires every key it reads)
+into what the page shows (pure, testable without a browser); the jinja2 template in
+templates/report.html.j2 lays it out with inline CSS, inline SVG plots and a few lines of inline
+script for the item filter. Nothing is fetched: no fonts, no scripts, no images.
 """
 
 from __future__ import annotations
@@ -15,68 +16,65 @@ import jinja2
 from awqguard import files
 from awqguard.errors import ConfigError
 from awqguard.report import svg
-from awqguard.report.ci import threshold_text
+from awqguard.report.format import failed_of, interval, number, run_counts, threshold_text, verdict_word
 from awqguard.report.schema import ENV_KEYS, loads_strict, validate_results
 
 TOP_DRIFT = 10          # items the "drifted most" filter shows
 
 
-def _fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, float)):
-        return f"{value:.{digits}f}" if abs(value) < 1000 else f"{value:.0f}"
-    return str(value)
+def _entropy_plots(results: dict) -> tuple[dict, dict]:
+    """The entropy-vs-length and KL plots. Both need long items: without any, entropy is {} and the
+    engine measured no continuation.kl_mean, so the one optional key read here is entropy_reference."""
+    entropy = results["entropy"]
+    if not entropy.get("entropy_reference"):
+        reason = "the suite has no long items"
+        note = "Not measured: the suite has no long items."
+        return ({"title": "Entropy vs length", "svg": svg.empty_chart("Entropy vs length", reason), "note": note},
+                {"title": "KL over positions", "svg": svg.empty_chart("KL over positions", reason), "note": note})
+    markers = [(entropy[k], f"onset {who}", css) for k, who, css in
+               (("onset_reference", "ref", "ref"), ("onset_candidate", "cand", "cand")) if entropy[k] is not None]
+    chart = svg.line_chart("Entropy vs length (smoothed)", [
+        svg.Series("reference", entropy["smoothed_reference"], "ref"),
+        svg.Series("candidate", entropy["smoothed_candidate"], "cand")], "generated token", "entropy (nats)", markers)
+    note = (f"Onset: reference {number(entropy['onset_reference'], 0)}, candidate "
+            f"{number(entropy['onset_candidate'], 0)} (positions where smoothed entropy first exceeds twice the "
+            f"reference's early median); slope excess {number(entropy['slope_excess'])} per 100 tokens.")
+    kl = svg.line_chart("KL(reference ‖ candidate) over positions", [svg.Series("KL per token", entropy["kl"], "kl")],
+                        "generated token", "KL (nats)")
+    kl_mean = results["metrics"]["continuation.kl_mean"]["value"]
+    kl_note = f"Mean {number(kl_mean)} nats over {entropy['sequences']} long items."
+    return ({"title": "Entropy vs length", "svg": chart, "note": note},
+            {"title": "KL over positions", "svg": kl, "note": kl_note})
 
 
 def _plots(results: dict, rows: list[dict]) -> list[dict]:
-    entropy = results.get("entropy") or {}
-    plots = []
-    if entropy.get("entropy_reference"):
-        markers = [(entropy[k], f"onset {who}", css) for k, who, css in
-                   (("onset_reference", "ref", "ref"), ("onset_candidate", "cand", "cand")) if entropy.get(k) is not None]
-        chart = svg.line_chart("Entropy vs length (smoothed)", [
-            svg.Series("reference", entropy["smoothed_reference"], "ref"),
-            svg.Series("candidate", entropy["smoothed_candidate"], "cand")], "generated token", "entropy (nats)", markers)
-        note = (f"Onset: reference {_fmt(entropy.get('onset_reference'), 0)}, candidate "
-                f"{_fmt(entropy.get('onset_candidate'), 0)} (positions where smoothed entropy first exceeds twice the "
-                f"reference's early median); slope excess {_fmt(entropy.get('slope_excess'))} per 100 tokens.")
-        kl = svg.line_chart("KL(reference ‖ candidate) over positions", [svg.Series("KL per token", entropy["kl"], "kl")],
-                            "generated token", "KL (nats)")
-        kl_mean = results.get("metrics", {}).get("continuation.kl_mean", {}).get("value")
-        kl_note = f"Mean {_fmt(kl_mean)} nats over {entropy.get('sequences')} long items."
-    else:
-        chart = svg.empty_chart("Entropy vs length", "the suite has no long items")
-        kl = svg.empty_chart("KL over positions", "the suite has no long items")
-        note = kl_note = "Not measured: the suite has no long items."
-    plots.append({"title": "Entropy vs length", "svg": chart, "note": note})
+    """The four plots in page order: entropy vs length, drift per item, KL over positions, coverage."""
+    entropy_plot, kl_plot = _entropy_plots(results)
     ranked = sorted(rows, key=lambda r: r["drift"], reverse=True)
+    # the drift-item gate can be switched off in the configuration; the chart then has no threshold line
     drift_gate = next((g for g in results["gates"] if g["metric"] == "drift.answer_ds_item_excess_max"), None)
-    plots.append({"title": "Answer drift per item", "svg": svg.interval_chart(
+    drift_plot = {"title": "Answer drift per item", "svg": svg.interval_chart(
         "Answer drift per item beyond seed noise", [r["id"] for r in ranked], [r["drift"] for r in ranked],
         [r["drift_ci"] for r in ranked], "ΔS drift", drift_gate["threshold"] if drift_gate else None),
         "note": "ΔS between the two variants' answers minus the reference's seed-to-seed ΔS; bars: 95% bootstrap "
-                "interval of the raw drift over the item's prompts and seeds, shifted by the same noise floor."})
-    plots.append({"title": "KL over positions", "svg": kl, "note": kl_note})
-    plots.append({"title": "Coverage", "svg": svg.histogram("Anchor coverage per item", [
+                "interval of the raw drift over the item's prompts and seeds, shifted by the same noise floor."}
+    coverage_plot = {"title": "Coverage", "svg": svg.histogram("Anchor coverage per item", [
         svg.Series("reference", [r["coverage"][0] for r in rows], "ref"),
         svg.Series("candidate", [r["coverage"][1] for r in rows], "cand")], 10, 0.0, 1.0, "coverage of the anchor"),
-        "note": "Share of the anchor section's tokens inside the retrieved chunks, averaged over each item's prompts."})
-    return plots
+        "note": "Share of the anchor section's tokens inside the retrieved chunks, averaged over each item's prompts."}
+    return [entropy_plot, drift_plot, kl_plot, coverage_plot]
 
 
 def _rows(results: dict) -> list[dict]:
+    """One row per item, most drift first; the first TOP_DRIFT are marked for the "drifted most" filter."""
     rows = []
-    for item_id, s in (results.get("items") or {}).items():
+    for item_id, s in results["items"].items():
         ref, cand, drift = s["reference"], s["candidate"], s["drift"]
-        noise = drift.get("seed_noise") or 0.0
-        ci = drift.get("answer_ds_ci")
-        flipped = ref["lambda"] != cand["lambda"] or ref.get("retrieved", [])[:1] != cand.get("retrieved", [])[:1]
-        rows.append({"id": item_id, "kind": s["kind"], "question": s.get("question", ""),
-                     "retrieved": [ref.get("retrieved", []), cand.get("retrieved", [])],
-                     "answers": [ref.get("answer", ""), cand.get("answer", "")],
+        noise = drift["seed_noise"] or 0.0           # null under greedy decoding: no sampling noise floor
+        ci = drift["answer_ds_ci"]
+        flipped = ref["lambda"] != cand["lambda"] or ref["retrieved"][:1] != cand["retrieved"][:1]
+        rows.append({"id": item_id, "kind": s["kind"], "question": s["question"],
+                     "retrieved": [ref["retrieved"], cand["retrieved"]], "answers": [ref["answer"], cand["answer"]],
                      "ds_qr": [ref["ds_qr"], cand["ds_qr"]], "coverage": [ref["coverage"], cand["coverage"]],
                      "lambda": [ref["lambda"], cand["lambda"]], "drift": drift["answer_ds_excess"],
                      "drift_ci": [ci[0] - noise, ci[1] - noise] if ci else None, "flipped": flipped})
@@ -86,36 +84,38 @@ def _rows(results: dict) -> list[dict]:
     return rows
 
 
+def _fingerprint(env: dict) -> list[tuple[str, str]]:
+    """The environment panel: versions and devices, then what identifies the models, suite and embedder."""
+    shown = [(k, ", ".join(env[k]) if isinstance(env[k], list) else number(env[k])) for k in ENV_KEYS]
+    ref, cand, suite, emb = env["reference"], env["candidate"], env["suite"], env["embedder"]
+    return shown + [("reference", f"{ref['source']} · {ref['fingerprint']}"),
+                    ("candidate", f"{cand['source']} · {cand['fingerprint']}"),
+                    ("suite", f"{suite['name']} ({suite['items']} items) · {suite['fingerprint']}"),
+                    ("embedder", f"{emb['fingerprint']} · candidate pipeline: {emb['candidate_pipeline']}"),
+                    ("seeds", ", ".join(map(str, env["seeds"])))]
+
+
 def report_view(results: dict) -> dict:
-    """Everything the page shows, in display order, from results.json's content."""
-    gates = [{**g, "threshold_text": threshold_text(g, tolerance=True), "value_text": _fmt(g["value"]),
-              "reference_text": _fmt(g["reference"])} for g in results["gates"]]
+    """Everything the page shows, in display order, from a results.json content the schema accepts."""
+    gates = [{**g, "threshold_text": threshold_text(g, tolerance=True), "value_text": number(g["value"]),
+              "reference_text": number(g["reference"])} for g in results["gates"]]
     failed = [g for g in gates if g["status"] == "fail"]
     failed_ids = {g["id"] for g in failed}
-    symptoms = [{**s, "status": "fail" if failed_ids & set(s["gates"]) else "warn"} for s in results.get("symptoms", [])]
+    symptoms = [{**s, "status": "fail" if failed_ids & set(s["gates"]) else "warn"} for s in results["symptoms"]]
     symptoms.sort(key=lambda s: s["status"] != "fail")          # failures first
     rows = _rows(results)
-    env = results.get("environment", {})
-    fingerprint = [(k, ", ".join(env[k]) if isinstance(env.get(k), list) else _fmt(env.get(k))) for k in ENV_KEYS if k in env]
-    fingerprint += [("reference", f"{env.get('reference', {}).get('source')} · {env.get('reference', {}).get('fingerprint')}"),
-                    ("candidate", f"{env.get('candidate', {}).get('source')} · {env.get('candidate', {}).get('fingerprint')}"),
-                    ("suite", f"{env.get('suite', {}).get('name')} ({env.get('suite', {}).get('items')} items) · "
-                              f"{env.get('suite', {}).get('fingerprint')}"),
-                    ("embedder", f"{env.get('embedder', {}).get('fingerprint')} · candidate pipeline: "
-                                 f"{env.get('embedder', {}).get('candidate_pipeline')}"),
-                    ("seeds", ", ".join(map(str, env.get("seeds", []))))]
-    timing = results.get("timing", {})
+    env, timing, summary = results["environment"], results["timing"], results["summary"]
     return {
-        "passed": results["passed"], "warn_only": results.get("warn_only", False), "summary": results["summary"],
+        "passed": results["passed"], "warn_only": results["warn_only"], "summary": summary,
+        "failed_of": failed_of(summary), "run_counts": run_counts(summary), "verdict": verdict_word(results["passed"]),
         "failed": failed, "gates": gates, "symptoms": symptoms,
-        "notices": results.get("notices", []), "rows": rows, "plots": _plots(results, rows),
+        "notices": results["notices"], "rows": rows, "plots": _plots(results, rows),
         "flipped": sum(r["flipped"] for r in rows), "top_drift": min(TOP_DRIFT, len(rows)),
-        "perplexity": results.get("perplexity"), "fingerprint": fingerprint,
-        "config": json.dumps(env.get("config", {}), indent=1, ensure_ascii=False),
-        "stages": timing.get("stages", {}), "wall_s": timing.get("wall_s"), "created": results.get("created"),
-        "reference": env.get("reference", {}).get("source", "reference"),
-        "candidate": env.get("candidate", {}).get("source", "candidate"),
-        "schema_version": results.get("schema_version"), "fmt": _fmt,
+        "perplexity": results["perplexity"], "fingerprint": _fingerprint(env),
+        "config": json.dumps(env["config"], indent=1, ensure_ascii=False),
+        "stages": timing["stages"], "wall_s": timing["wall_s"], "created": results["created"],
+        "reference": env["reference"]["source"], "candidate": env["candidate"]["source"],
+        "schema_version": results["schema_version"], "fmt": number, "interval": interval,
     }
 
 
@@ -126,7 +126,11 @@ def _environment() -> jinja2.Environment:
 
 
 def render_report(results: dict) -> str:
-    """The report page for one results.json content."""
+    """The report page for one results.json content (or run_gates' results, records and all).
+
+    Validated first, so the page reads every key it shows directly and a dict that is not what the
+    engine writes is a ValueError naming the JSON paths at fault, not a KeyError from the middle."""
+    validate_results(results, "results")
     return _environment().get_template("report.html.j2").render(**report_view(results))
 
 
@@ -168,4 +172,5 @@ def check_out_path(out: Path, results_path: Path, option: str = "-o") -> Path:
 
 
 def write_report(results: dict, out: Path) -> Path:
+    """Render and write report.html atomically: a reader never sees half a page."""
     return files.write_text(out, render_report(results))

@@ -3,7 +3,7 @@ junit.xml, summary.md and the gate table.
 
 results.json carries a schema version; items.jsonl has one line per item, prompt and seed with
 both variants' retrieval, answers and metrics. The other three are made from results.json alone
-(awqguard/report). Every file is written atomically.
+(report.html in html, junit.xml and summary.md in ci). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from awqguard import files
-from awqguard.report.ci import junit_error_xml, junit_xml, summary_markdown, threshold_text
+from awqguard.report import format as fmt
+from awqguard.report.ci import junit_error_xml, junit_xml, summary_markdown
 from awqguard.report.html import write_report
 
 OUTPUT_FILES = {"results": "results.json", "items": "items.jsonl", "report": "report.html", "junit": "junit.xml",
@@ -34,7 +36,8 @@ def write_outputs(results: dict, out: Path) -> dict[str, Path]:
     out = Path(out)
     body = results_body(results)
     paths = {name: out / file for name, file in OUTPUT_FILES.items()}
-    files.write_text(paths["items"], "".join(files.dumps(r) + "\n" for r in results.get("records", [])))
+    records = results.get("records", [])        # absent when `results` is a results.json body read back
+    files.write_text(paths["items"], "".join(files.dumps(r) + "\n" for r in records))
     write_report(body, paths["report"])
     files.write_text(paths["junit"], junit_xml(body))
     files.write_text(paths["summary"], summary_markdown(body, OUTPUT_FILES["report"]))
@@ -59,47 +62,35 @@ def write_error(out: Path, message: str, kind: str) -> Path | None:
         return None
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
-
-
 def gate_table(results: dict) -> Table:
+    """The gates as a rich table: value, reference and threshold beside each status."""
     table = Table(title="awqguard gates", title_justify="left", show_lines=False)
     for col, kw in (("gate", {}), ("metric", {"style": "dim"}), ("candidate", {"justify": "right"}),
                     ("reference", {"justify": "right"}), ("threshold", {"justify": "right"}), ("", {})):
         table.add_column(col, **kw)
     for g in results["gates"]:
         word, style = STATUS_STYLE[g["status"]]
-        table.add_row(g["id"], g["metric"], _fmt(g["value"]), _fmt(g["reference"]), threshold_text(g),
-                      f"[{style}]{word}[/]")
+        table.add_row(escape(g["id"]), escape(g["metric"]), fmt.number(g["value"]), fmt.number(g["reference"]),
+                      escape(fmt.threshold_text(g)), f"[{style}]{word}[/]")
     return table
 
 
 def print_results(results: dict, console: Console, paths: dict[str, Path] | None = None) -> None:
-    """The gate table, then each failed or warned gate with its symptoms, evidence and fixes."""
+    """The gate table, then each failed or warned gate with its evidence and fixes, then the verdict.
+    Text from results is escaped: a fix naming [tool.awqguard] is not rich markup."""
     console.print(gate_table(results))
     for g in results["gates"]:
         if g["status"] not in ("fail", "warn"):
             continue
         word, style = STATUS_STYLE[g["status"]]
-        console.print(f"\n[{style}]{word}[/] [bold]{g['id']}[/]: {g['message']}")
-        if g.get("ci"):
-            console.print(f"  95% interval over items: [{g['ci'][0]:.3f}, {g['ci'][1]:.3f}]")
-        for s in g["symptoms"]:
-            console.print(f"  symptom: [bold]{s['title']}[/] ({s['id']})")
-        if g["worst_items"]:
-            console.print("  worst items: " + ", ".join(f"{w['item']} ({w['value']:.3f})" for w in g["worst_items"]))
-        for fix in g["fixes"]:
-            console.print(f"  fix: {fix}")
+        console.print(f"\n[{style}]{word}[/] [bold]{escape(g['id'])}[/]: {escape(g['message'])}")
+        for line in fmt.evidence_lines(g):
+            console.print("  " + escape(line))
     for note in results["notices"]:
-        console.print(f"\n[cyan]note[/]: {note}")
-    s = results["summary"]
-    verdict = "[bold green]PASSED[/]" if results["passed"] else "[bold red]FAILED[/]"
-    console.print(f"\n{verdict}: {s['failed']} failed, {s['warned']} warned, {s['skipped']} skipped of "
-                  f"{s['gates']} gates; {s['items']} items, {s['runs']} paired runs; "
-                  f"wall time {results['timing']['wall_s']:.0f} s")
+        console.print(f"\n[cyan]note[/]: {escape(note)}")
+    style = "bold green" if results["passed"] else "bold red"
+    console.print(f"\n{fmt.verdict_sentence(results, lambda word: f'[{style}]{word}[/]')}; "
+                  f"{fmt.run_counts(results['summary'])}; wall time {fmt.number(results['timing']['wall_s'], 0)} s")
     if paths:
-        console.print(f"report: {paths['report']}  results: {paths['results']}  junit: {paths['junit']}  "
-                      f"summary: {paths['summary']}")
+        console.print(escape(f"report: {paths['report']}  results: {paths['results']}  junit: {paths['junit']}  "
+                             f"summary: {paths['summary']}"))

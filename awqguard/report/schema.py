@@ -1,7 +1,7 @@
 """The JSON Schema of results.json as `run_gates` writes it (less the records), and its checks.
 
-The schema covers what the report, junit.xml and summary.md read without a default; other keys
-may be present. `validate_results` adds what a schema cannot say: the file's schema version is
+The schema requires everything report.html, junit.xml and summary.md read, so they index it
+directly; other keys may be present. `validate_results` adds what a schema cannot say: the file's schema version is
 the one this awqguard reads, and the summary's counts and verdict agree with the gates.
 """
 
@@ -20,6 +20,7 @@ from awqguard.gates.policy import OPS, SEVERITIES
 SCHEMA_VERSION = 1          # the results.json format this awqguard writes and reads
 MAX_PROBLEMS = 3            # schema problems named in one message
 MAX_DEPTH = 32              # results.json nests about 6 deep; far deeper is damage, not data
+IDENTITY = ("schema_version", "passed", "summary", "gates")   # a file with none of them is some other JSON
 
 NUMBER = {"type": "number"}
 NUMBER_OR_NULL = {"type": ["number", "null"]}
@@ -38,57 +39,68 @@ def _object(required: dict, optional: dict | None = None, kind: str | list = "ob
 
 GATE = _object(
     {"id": {"type": "string", "minLength": 1}, "metric": TEXT, "description": TEXT, "value": NUMBER_OR_NULL,
-     "reference": NUMBER_OR_NULL, "threshold": NUMBER, "op": {"enum": list(OPS)},
+     "reference": NUMBER_OR_NULL, "threshold": NUMBER, "op": {"enum": list(OPS)}, "tolerance": NUMBER_OR_NULL,
      "severity": {"enum": list(SEVERITIES)}, "status": {"enum": ["pass", "fail", "warn", "skip"]}, "message": TEXT,
+     "basis": {"enum": ["absolute", "reference", "none"]}, "ci": INTERVAL,
      "symptoms": {"type": "array", "items": _object({"id": TEXT, "title": TEXT})},
      "fixes": TEXTS, "worst_items": {"type": "array", "items": _object({"item": TEXT, "value": NUMBER_OR_NULL})}},
-    {"tolerance": NUMBER_OR_NULL, "passed": {"type": "boolean"}, "basis": {"enum": ["absolute", "reference", "none"]},
-     "ci": INTERVAL},
+    {"passed": {"type": "boolean"}},
     # judged against the reference means a tolerance was applied: the report prints it
     **{"if": {"required": ["basis"], "properties": {"basis": {"const": "reference"}}},
-       "then": {"required": ["tolerance"], "properties": {"tolerance": NUMBER}}})
+       "then": {"properties": {"tolerance": NUMBER}}})
 
-SIDE = _object({"lambda": TEXT, "ds_qr": NUMBER_OR_NULL, "coverage": NUMBER}, {"retrieved": TEXTS, "answer": TEXT})
+SIDE = _object({"lambda": TEXT, "ds_qr": NUMBER_OR_NULL, "coverage": NUMBER, "retrieved": TEXTS, "answer": TEXT})
 
 ITEM = _object(
-    {"kind": TEXT, "reference": SIDE, "candidate": SIDE,
-     "drift": _object({"answer_ds_excess": NUMBER}, {"seed_noise": NUMBER_OR_NULL, "answer_ds_ci": SPREAD})},
-    {"question": TEXT})
+    {"kind": TEXT, "question": TEXT, "reference": SIDE, "candidate": SIDE,
+     # seed_noise is null under greedy decoding (every seed gives the same answer)
+     "drift": _object({"answer_ds_excess": NUMBER, "seed_noise": NUMBER_OR_NULL, "answer_ds_ci": SPREAD})})
 
+ENTROPY_SHOWN = {"smoothed_reference": CURVE, "smoothed_candidate": CURVE, "kl": CURVE,
+                 "onset_reference": NUMBER_OR_NULL, "onset_candidate": NUMBER_OR_NULL,
+                 "slope_excess": NUMBER_OR_NULL, "sequences": {"type": ["integer", "null"]}}
+HAS_CURVES = {"type": "object", "required": ["entropy_reference"],
+              "properties": {"entropy_reference": {"type": "array", "minItems": 1}}}
 ENTROPY = {
-    **_object({}, {"entropy_reference": CURVE, "smoothed_reference": CURVE, "smoothed_candidate": CURVE, "kl": CURVE,
-                   "onset_reference": NUMBER_OR_NULL, "onset_candidate": NUMBER_OR_NULL, "slope_excess": NUMBER_OR_NULL,
-                   "sequences": {"type": ["integer", "null"]}}, kind=["object", "null"]),
-    # the entropy and KL plots are drawn when the reference curve is there
-    "if": {"required": ["entropy_reference"], "properties": {"entropy_reference": {"minItems": 1}}},
-    "then": {"required": ["smoothed_reference", "smoothed_candidate", "kl"]},
+    # {} when the suite has no long items; else the curves and verdict the entropy and KL plots show
+    **_object({}, {"entropy_reference": CURVE, **ENTROPY_SHOWN}),
+    "if": HAS_CURVES, "then": {"required": list(ENTROPY_SHOWN)},
+}
+# the KL plot's note quotes the metric the engine computes alongside the entropy curves
+KL_MEAN_WITH_CURVES = {
+    "if": {"required": ["entropy"], "properties": {"entropy": HAS_CURVES}},
+    "then": {"properties": {"metrics": _object({"continuation.kl_mean": _object({"value": NUMBER_OR_NULL})})}},
 }
 
 ENV_KEYS = ("awqguard", "python", "torch", "transformers", "platform", "device", "dtype", "threads", "kernel_paths")
-ENVIRONMENT = _object({}, {
+ENVIRONMENT = _object({
     **{k: {"items": TEXT} for k in ENV_KEYS},                     # a list is shown joined, so of strings
-    **{k: {"type": "object"} for k in ("reference", "candidate", "suite", "embedder")}, "seeds": {"type": "array"}})
+    "reference": _object({"source": {}, "fingerprint": {}}), "candidate": _object({"source": {}, "fingerprint": {}}),
+    "suite": _object({"name": {}, "items": {}, "fingerprint": {}}),
+    "embedder": _object({"fingerprint": {}, "candidate_pipeline": {}}),
+    "seeds": {"type": "array"}, "config": {"type": "object"}})
 
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "awqguard results.json",
     **_object(
-        {"schema_version": {"type": "integer"}, "passed": {"type": "boolean"},
+        {"schema_version": {"type": "integer"}, "created": TEXT, "passed": {"type": "boolean"},
+         "warn_only": {"type": "boolean"},
          "summary": _object({k: COUNT for k in ("gates", "failed", "warned", "skipped", "items", "runs")},
                             {"symptoms": TEXTS}),
-         "gates": {"type": "array", "items": GATE}},
-        {"created": TEXT, "warn_only": {"type": "boolean"}, "notices": TEXTS,
+         "gates": {"type": "array", "items": GATE}, "notices": TEXTS,
          "symptoms": {"type": "array", "items": _object({"id": TEXT, "title": TEXT, "description": TEXT,
                                                          "causes": TEXTS, "fixes": TEXTS, "gates": TEXTS})},
          "metrics": {"type": "object", "additionalProperties": {"type": "object"}},
-         "items": {"type": ["object", "null"], "additionalProperties": ITEM},
+         "items": {"type": "object", "additionalProperties": ITEM},
          "entropy": ENTROPY,
-         "perplexity": {"type": ["object", "null"],
+         "perplexity": {"type": ["object", "null"],         # null when the suite's corpus is too short to measure
                         "required": ["ppl_reference", "ppl_candidate", "mean_kl", "same_top_rate"],
                         "properties": {k: NUMBER_OR_NULL for k in ("ppl_reference", "ppl_candidate", "mean_kl",
                                                                    "same_top_rate")}},
          "environment": ENVIRONMENT,
-         "timing": _object({}, {"wall_s": NUMBER, "stages": {"type": "object", "additionalProperties": NUMBER}})}),
+         "timing": _object({"wall_s": NUMBER, "stages": {"type": "object", "additionalProperties": NUMBER}})}),
+    **KL_MEAN_WITH_CURVES,
 }
 
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -99,8 +111,8 @@ def validate_results(data: Any, path) -> None:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: not an awqguard results.json (the top level is a JSON {_json_type(data)}, "
                          "not an object)")
-    missing = [k for k in SCHEMA["required"] if k not in data]
-    if len(missing) == len(SCHEMA["required"]):
+    missing = [k for k in IDENTITY if k not in data]
+    if len(missing) == len(IDENTITY):
         raise ValueError(f"{path}: not an awqguard results.json (missing {', '.join(missing)})")
     _check_version(data.get("schema_version"), data.get("awqguard_version"), path)
     for where, value, depth in _walk(data):

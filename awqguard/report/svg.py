@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Sequence
 
+from awqguard.report.format import bound, interval, number, tick
+
 WIDTH, HEIGHT = 560, 220
 MARGIN = {"left": 48, "right": 12, "top": 12, "bottom": 34}
 
@@ -54,10 +56,6 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [round(i * step, 10) for i in range(first, last + 1)]
 
 
-def _fmt(v: float) -> str:
-    return f"{v:g}" if abs(v) >= 0.01 or v == 0 else f"{v:.0e}"
-
-
 def _axes(frame: Frame, x_label: str, y_label: str, x_ticks: Sequence[float], y_ticks: Sequence[float]) -> list[str]:
     bottom, left = HEIGHT - MARGIN["bottom"], MARGIN["left"]
     out = [f'<line class="axis" x1="{left}" y1="{bottom}" x2="{WIDTH - MARGIN["right"]}" y2="{bottom}"/>',
@@ -65,10 +63,10 @@ def _axes(frame: Frame, x_label: str, y_label: str, x_ticks: Sequence[float], y_
     for t in y_ticks:
         y = frame.y(t)
         out.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{WIDTH - MARGIN["right"]}" y2="{y:.1f}"/>')
-        out.append(f'<text class="tick" x="{left - 4}" y="{y + 3:.1f}" text-anchor="end">{_fmt(t)}</text>')
+        out.append(f'<text class="tick" x="{left - 4}" y="{y + 3:.1f}" text-anchor="end">{tick(t)}</text>')
     for t in x_ticks:
         x = frame.x(t)
-        out.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 13}" text-anchor="middle">{_fmt(t)}</text>')
+        out.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 13}" text-anchor="middle">{tick(t)}</text>')
     out.append(f'<text class="label" x="{(left + WIDTH - MARGIN["right"]) / 2:.0f}" y="{HEIGHT - 4}" '
                f'text-anchor="middle">{escape(x_label)}</text>')
     out.append(f'<text class="label" x="10" y="{(MARGIN["top"] + bottom) / 2:.0f}" text-anchor="middle" '
@@ -121,7 +119,7 @@ def interval_chart(title: str, labels: Sequence[str], values: Sequence[float],
     body = _axes(frame, "items, most drift first", y_label, [], y_ticks)
     for i, (label, v, iv) in enumerate(zip(labels, values, intervals)):
         x = frame.x(i)
-        tip = f"{label}: {v:.3f}" + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "")
+        tip = f"{label}: {number(v)}" + (f" {interval(iv)}" if iv else "")
         if iv:
             body.append(f'<line class="interval" x1="{x:.1f}" y1="{frame.y(iv[0]):.1f}" x2="{x:.1f}" '
                         f'y2="{frame.y(iv[1]):.1f}"/>')
@@ -135,7 +133,7 @@ def interval_chart(title: str, labels: Sequence[str], values: Sequence[float],
         y = frame.y(threshold)
         body.append(f'<line class="marker threshold" x1="{MARGIN["left"]}" y1="{y:.1f}" x2="{WIDTH - MARGIN["right"]}" '
                     f'y2="{y:.1f}"/><text class="marker-label threshold" x="{WIDTH - MARGIN["right"] - 4}" '
-                    f'y="{y - 4:.1f}" text-anchor="end">threshold {threshold:g}</text>')
+                    f'y="{y - 4:.1f}" text-anchor="end">threshold {bound(threshold)}</text>')
     return _svg(title, body)
 
 

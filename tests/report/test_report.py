@@ -9,7 +9,7 @@ import pytest
 from helpers import minimal_results
 
 from awqguard.cli import main
-from awqguard.gates import engine
+from awqguard.gates import document
 from awqguard.report import schema, svg
 from awqguard.report.ci import junit_xml, summary_markdown
 from awqguard.report.html import render_report, report_view
@@ -129,7 +129,7 @@ def test_engine_results_match_the_schema(failing_check):
     results, paths = failing_check
     jsonschema.Draft202012Validator.check_schema(schema.SCHEMA)
     schema.validate_results(results, paths["results"])
-    assert schema.SCHEMA_VERSION == engine.SCHEMA_VERSION
+    assert schema.SCHEMA_VERSION == document.SCHEMA_VERSION          # the writer's number and the reader's
 
 
 def test_hand_made_results_match_the_schema_and_render():
@@ -147,3 +147,49 @@ def test_schema_problems_are_one_message_naming_file_and_paths(failing_check):
         schema.validate_results(results, "reports/latest/results.json")
     assert str(err.value) == ("reports/latest/results.json: gates[3]: 'status' is a required property; "
                               "gates[5].threshold: 'x' is not of type 'number'")
+
+
+def _without(where: str):
+    def edit(d):
+        *steps, last = where.split("/")
+        for step in steps:
+            d = d[int(step) if step.isdigit() else step]
+        del d[int(last) if last.isdigit() else last]
+    return edit
+
+
+READ_BY_THE_RENDERER = {   # a key report.html, junit.xml or summary.md reads: (edit, the path the message names)
+    "question": (_without("items/q001/question"), "items.q001: 'question' is a required property"),
+    "answer": (_without("items/q001/candidate/answer"), "items.q001.candidate: 'answer' is a required property"),
+    "seed noise": (_without("items/q001/drift/seed_noise"), "items.q001.drift: 'seed_noise' is a required"),
+    "gate ci": (_without("gates/0/ci"), "gates[0]: 'ci' is a required property"),
+    "gate basis": (_without("gates/1/basis"), "gates[1]: 'basis' is a required property"),
+    "threads": (_without("environment/threads"), "environment: 'threads' is a required property"),
+    "candidate source": (_without("environment/candidate/source"), "environment.candidate: 'source' is a required"),
+    "wall time": (_without("timing/wall_s"), "timing: 'wall_s' is a required property"),
+    "notices": (_without("notices"), "(top level): 'notices' is a required property"),
+    "entropy null": (lambda d: d.update(entropy=None), "entropy: None is not of type 'object'"),
+    "curves without kl_mean": (lambda d: d["entropy"].update(
+        entropy_reference=[1.0], smoothed_reference=[1.0], smoothed_candidate=[1.0], kl=[0.0], onset_reference=None,
+        onset_candidate=None, slope_excess=0.0, sequences=1), "metrics: 'continuation.kl_mean' is a required"),
+    "curves without onset": (lambda d: d["entropy"].update(entropy_reference=[1.0]),
+                             "entropy: 'smoothed_reference' is a required property"),
+}
+
+
+@pytest.mark.parametrize("name", READ_BY_THE_RENDERER)
+def test_schema_requires_what_the_outputs_read(name):
+    edit, message = READ_BY_THE_RENDERER[name]
+    results = minimal_results()
+    edit(results)
+    with pytest.raises(ValueError, match="^minimal.json: .*" + re.escape(message)):
+        schema.validate_results(results, "minimal.json")
+    with pytest.raises(ValueError, match="^results: .*" + re.escape(message)):
+        render_report(results)                       # the public API refuses it the same way, not with a KeyError
+
+
+def test_optional_values_render_without_them():
+    results = minimal_results()
+    results["items"]["q001"]["drift"].update(seed_noise=None, answer_ds_ci=None)     # greedy decoding
+    html = render_report(results)
+    assert "the suite has no long items" in html and "drift-mean" in html

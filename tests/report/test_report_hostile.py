@@ -165,7 +165,7 @@ def test_junit_xml_is_well_formed_with_control_characters():
     cases = {c.get("name"): c for c in root.iter("testcase")}
     failure = cases["perplexity-ratio"].find("failure")
     assert failure.get("message") == READABLE
-    assert "worst items: q001\\x00 (0.4)" in failure.text and "symptom: Perplexity rises\\x08" in failure.text
+    assert "worst items: q001\\x00 (0.400)" in failure.text and "symptom: Perplexity rises\\x08" in failure.text
     assert cases["probe-flips"].find("skipped").get("message") == READABLE
     assert READABLE in cases["kl-mean"].find("system-out").text
     props = {p.get("name"): p.get("value") for p in root.find("testsuite/properties")}

@@ -1,0 +1,95 @@
+"""How every output writes numbers, thresholds and the verdict: pure functions from results to text.
+
+The terminal table and printout, summary.md, junit.xml and report.html all take their wording from
+here, so a gate reads the same wherever a person meets it. Nothing here escapes markup: each
+output escapes for its own format (rich, Markdown, XML, HTML).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+MISSING = "–"           # a value that was not measured
+
+
+def number(value, digits: int = 3) -> str:
+    """A measured value: fixed decimals so a column of them lines up, whole from 1000 on (a perplexity),
+    an integer (a count) as it is, yes/no for a flag, "–" when it was not measured."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def bound(value) -> str:
+    """A configured number (threshold, tolerance) as people write it: 0.4, not 0.400."""
+    return f"{value:g}"
+
+
+def tick(value: float) -> str:
+    """An axis tick: short, and small non-zero ticks in exponent form (1e-03) rather than rounded to 0."""
+    return f"{value:g}" if abs(value) >= 0.01 or value == 0 else f"{value:.0e}"
+
+
+def interval(pair) -> str:
+    """A (low, high) interval: [0.120, 0.340]."""
+    return f"[{number(pair[0])}, {number(pair[1])}]"
+
+
+def threshold_text(gate: dict, tolerance: bool = False) -> str:
+    """"<= 0.1", marked "(vs ref)" where the gate was judged against the reference (with its tolerance)."""
+    bar = f"{gate['op']} {bound(gate['threshold'])}"
+    if gate["basis"] != "reference":
+        return bar
+    return bar + (f" (vs ref, tolerance {bound(gate['tolerance'])})" if tolerance else " (vs ref)")
+
+
+def verdict_word(passed: bool) -> str:
+    return "PASSED" if passed else "FAILED"
+
+
+def gate_counts(summary: dict) -> str:
+    """"1 failed, 2 warned, 0 skipped of 15 gates"."""
+    return (f"{summary['failed']} failed, {summary['warned']} warned, {summary['skipped']} skipped "
+            f"of {summary['gates']} gates")
+
+
+def failed_of(summary: dict) -> str:
+    """"1 of 15 gates failed": the headline where the failed gates are named right after it."""
+    return f"{summary['failed']} of {summary['gates']} gates failed"
+
+
+def run_counts(summary: dict) -> str:
+    """"48 items, 384 paired runs"."""
+    return f"{summary['items']} items, {summary['runs']} paired runs"
+
+
+def verdict_sentence(results: dict, mark: Callable[[str], str] = str) -> str:
+    """"FAILED: 1 failed, 2 warned, 0 skipped of 15 gates"; `mark` dresses the verdict word for its
+    output (colour on a terminal, bold and an icon in Markdown)."""
+    return f"{mark(verdict_word(results['passed']))}: {gate_counts(results['summary'])}"
+
+
+def evidence_lines(gate: dict) -> list[str]:
+    """What explains a failed (or warned) gate after its message: interval, reference value, worst
+    items, symptoms, fixes, one line each."""
+    lines = []
+    if gate["ci"]:
+        lines.append(f"95% interval over items: {interval(gate['ci'])}")
+    if gate["reference"] is not None:
+        lines.append(f"reference: {number(gate['reference'])}")
+    if gate["worst_items"]:
+        lines.append("worst items: " + ", ".join(f"{w['item']} ({number(w['value'])})" for w in gate["worst_items"]))
+    lines += [f"symptom: {s['title']} ({s['id']})" for s in gate["symptoms"]]
+    lines += [f"fix: {f}" for f in gate["fixes"]]
+    return lines
+
+
+def gate_failure_text(gate: dict) -> str:
+    """A failed (or warned) gate as plain text: "id: message", then its evidence lines."""
+    return "\n".join([f"{gate['id']}: {gate['message']}", *evidence_lines(gate)])
