@@ -198,7 +198,7 @@ def cmd_check(args) -> int:
     from awqguard.files import check_writable
     from awqguard.gates.config import DEFAULTS
     from awqguard.gates.engine import run_gates
-    from awqguard.gates.results import clear_outputs, print_results, write_error, write_outputs
+    from awqguard.report.outputs import clear_outputs, print_results, write_error, write_outputs
 
     out = Path(args.out or DEFAULTS["out"])
     try:

@@ -146,7 +146,7 @@ class AwqGates:
 
         from awqguard import files
         from awqguard.gates.engine import run_gates
-        from awqguard.gates.results import clear_outputs, results_body, write_outputs
+        from awqguard.report.outputs import clear_outputs, results_body, write_outputs
         self.out.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.out / LOCK_FILE)):
             done = self._read_session_results()
@@ -183,7 +183,7 @@ class AwqGates:
             terminalreporter.write_line(f"no results: {self._error}" if self._error else
                                         "no gate ran in this session (deselected?)")
             return
-        from awqguard.gates.results import gate_table
+        from awqguard.report.outputs import gate_table
         from rich.console import Console
         buffer = io.StringIO()
         width = max(100, terminalreporter.config.get_terminal_writer().fullwidth)
@@ -216,7 +216,7 @@ class GateItem(pytest.Item):
             raise EngineError(f"the results have no gate {self.name!r}")
         for key in ("metric", "value", "reference", "threshold", "op", "severity", "status"):
             self.user_properties.append((key, gate.get(key)))
-        from awqguard.report.ci import gate_failure_text
+        from awqguard.report.format import gate_failure_text
         if gate["status"] == "fail":
             raise GateFailed(gate)
         if gate["status"] == "warn":
@@ -225,7 +225,7 @@ class GateItem(pytest.Item):
             pytest.skip(f"{self.name}: {gate['message']}")
 
     def repr_failure(self, excinfo, style=None):
-        from awqguard.report.ci import gate_failure_text
+        from awqguard.report.format import gate_failure_text
         if isinstance(excinfo.value, GateFailed):
             return gate_failure_text(excinfo.value.gate) + f"\nreport: {self.plugin.out / 'report.html'}"
         if isinstance(excinfo.value, EngineError):
