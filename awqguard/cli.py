@@ -13,37 +13,52 @@ from awqguard.version import __version__
 from awqguard.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, AwqguardError
 
 
+def _quant_defaults() -> dict:
+    """QuantConfig's field defaults: the quantize options take theirs from there, so the two never drift."""
+    import dataclasses
+
+    from awqguard.quantizer.config import QuantConfig
+    return {f.name: f.default for f in dataclasses.fields(QuantConfig)}
+
+
 def _add_quantize(sub) -> None:
+    from awqguard.quantizer.config import ROUNDINGS
+    d = _quant_defaults()
     p = sub.add_parser("quantize", help="quantize a model with AWQ into an AutoAWQ GEMM checkpoint",
                        description="Quantize MODEL (a Hugging Face folder or .gguf file; default: the embedded "
                                    "SmolLM2-135M-Instruct) with AWQ and write an AutoAWQ GEMM checkpoint.")
     p.add_argument("model", nargs="?", default=None, help="model folder or .gguf file (default: SmolLM2-135M-Instruct)")
     p.add_argument("--out", required=True, type=Path, help="output checkpoint folder")
-    p.add_argument("--w-bit", type=int, default=4, help="weight bits: 4 (packed) or 2/3/8 (fake-quant) (default 4)")
+    p.add_argument("--w-bit", type=int, default=d["w_bit"],
+                   help="weight bits: 4 (packed) or 2/3/8 (fake-quant) (default %(default)s)")
     p.add_argument("--group-size", type=int, default=None,
-                   help="input channels per scale; -1 = whole row (default 128; 64 for the embedded default model)")
+                   help=f"input channels per scale; -1 = whole row (default {d['group_size']}; "
+                        "64 for the embedded default model)")
     p.add_argument("--no-zero-point", action="store_true", help="symmetric grid instead of asymmetric")
-    p.add_argument("--version", choices=["gemm", "gemv"], default="gemm", help="kernel layout (default gemm)")
+    p.add_argument("--version", choices=["gemm"], default=d["version"],
+                   help="checkpoint layout: only gemm (AutoAWQ GEMM) is written (default %(default)s)")
     p.add_argument("--calib", action="append", default=None, metavar="PATH", type=Path,
                    help="calibration text: .txt, .jsonl (\"text\" field), a fixture suite folder or a saved "
                         "dataset folder; repeatable (default: the Python language reference shipped with Python)")
-    p.add_argument("--n-samples", type=int, default=128, help="calibration sequences (default 128)")
-    p.add_argument("--seqlen", type=int, default=512, help="tokens per calibration sequence (default 512)")
+    p.add_argument("--n-samples", type=int, default=d["n_samples"], help="calibration sequences (default %(default)s)")
+    p.add_argument("--seqlen", type=int, default=d["seqlen"],
+                   help="tokens per calibration sequence (default %(default)s)")
     p.add_argument("--no-duo-scaling", action="store_true", help="scale by activations only (s = x^r)")
     p.add_argument("--no-clip", action="store_true", help="skip the weight clipping search")
-    p.add_argument("--rounding", choices=["nearest", "dh"], default="nearest",
+    p.add_argument("--rounding", choices=list(ROUNDINGS), default=d["rounding"],
                    help="nearest (standard AWQ) or dh: Dynamic Heuristic greedy flips that cancel each row's "
-                        "expected output error, in the scale search and the final rounding (default nearest; "
+                        "expected output error, in the scale search and the final rounding (default %(default)s; "
                         "see the README's measurement before choosing dh)")
-    p.add_argument("--max-flip-percent", type=float, default=0.01, metavar="SHARE",
-                   help="dh: most weights flipped per output row, as a share of in_features (default 0.01 = 1%%)")
-    p.add_argument("--knee-tolerance", type=float, default=0.0, metavar="SHARE",
+    p.add_argument("--max-flip-percent", type=float, default=d["max_flip_percent"], metavar="SHARE",
+                   help="dh: most weights flipped per output row, as a share of in_features "
+                        f"(default %(default)s = {d['max_flip_percent'] * 100:g}%%)")
+    p.add_argument("--knee-tolerance", type=float, default=d["knee_tolerance"], metavar="SHARE",
                    help="dh: move the Kneedle outlier cut by this share of the searched channels; positive "
-                        "protects more channels from flips, negative fewer (default 0.0)")
+                        "protects more channels from flips, negative fewer (default %(default)s)")
     p.add_argument("--not-convert", action="append", default=[], metavar="NAME",
                    help="module name (or part of one) to keep in full precision; repeatable")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device (default auto)")
-    p.add_argument("--seed", type=int, default=0, help="calibration sampling seed (default 0)")
+    p.add_argument("--seed", type=int, default=d["seed"], help="calibration sampling seed (default %(default)s)")
     p.add_argument("--force", action="store_true", help="replace whatever --out already holds")
     p.set_defaults(func=cmd_quantize)
 
@@ -60,7 +75,7 @@ def cmd_quantize(args) -> int:
     console = Console(stderr=True)
     group_size = args.group_size
     if group_size is None:
-        group_size = DEFAULT_GROUP_SIZE if args.model is None else 128
+        group_size = DEFAULT_GROUP_SIZE if args.model is None else _quant_defaults()["group_size"]
     cfg = QuantConfig(w_bit=args.w_bit, group_size=group_size, zero_point=not args.no_zero_point,
                       version=args.version, modules_to_not_convert=tuple(args.not_convert),
                       n_samples=args.n_samples, seqlen=args.seqlen, duo_scaling=not args.no_duo_scaling,
@@ -170,25 +185,19 @@ def _add_check(sub) -> None:
     p.set_defaults(func=cmd_check)
 
 
-def check_config(args) -> dict:
-    """The merged configuration: defaults, then the config file, then the command line."""
+def check_config(args):
+    """The one CheckConfig: defaults, then the config file, then the command line."""
     from awqguard.errors import ConfigError
-    from awqguard.gates.config import load_config, validate
-    config = load_config(args.config)
-    for key in ("reference", "candidate", "suite", "out"):
-        if getattr(args, key) is not None:
-            config[key] = str(getattr(args, key))
+    from awqguard.gates.config import build_check_config
+    seeds = None
     if args.seeds is not None:
         try:
-            config["seeds"] = [int(s) for s in args.seeds.split(",") if s.strip()]
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         except ValueError:
             raise ConfigError(f"--seeds takes comma-separated integers such as 0,1; got {args.seeds!r}") from None
-    if args.limit is not None:
-        config["limit"] = args.limit
-    if args.greedy:
-        config["decoding"]["greedy"] = True
-    validate({k: v for k, v in config.items() if k != "gates"}, "command line")
-    return config
+    overrides = {key: getattr(args, key) for key in ("reference", "candidate", "suite", "out")}
+    overrides.update({"seeds": seeds, "limit": args.limit, "decoding.greedy": True if args.greedy else None})
+    return build_check_config(args.config, overrides, "command line")
 
 
 def cmd_check(args) -> int:
@@ -203,9 +212,9 @@ def cmd_check(args) -> int:
     out = Path(args.out or DEFAULTS["out"])
     try:
         config = check_config(args)
-        out = check_writable(config["out"], "--out")       # before any work, not after it
+        out = check_writable(config.out, "--out")          # before any work, not after it
         clear_outputs(out)
-        results = run_gates(config, use_cache=not args.no_cache, warn_only=args.warn_only)
+        results = run_gates(config.data, use_cache=not args.no_cache, warn_only=args.warn_only)
     except BaseException as exc:   # CI sees a runtime problem as an error in junit.xml, then main() reports it
         write_error(out, str(exc) or type(exc).__name__, type(exc).__name__)
         raise

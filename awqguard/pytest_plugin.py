@@ -1,21 +1,22 @@
 """`pytest --awq-gates`: every gate of an awqguard check becomes one test item (docs/architecture.md §11).
 
 Registered through the pytest11 entry point. Without --awq-gates only the options exist: nothing
-is collected, no fixture is added, nothing is printed. With it, one engine run per session serves
-every gate item (cached across sessions like `awqguard check`); under pytest-xdist the workers
-share it through a file lock in the output folder, so the engine never runs twice in parallel.
+is collected, no fixture is added, nothing is printed. With it, the gates join pytest's own
+collection under one `awqguard` collector, and one engine run per session serves every gate item
+(cached across sessions like `awqguard check`); awqguard.shared_run shares it between
+pytest-xdist workers, so the engine never runs twice in parallel.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import uuid
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+
+from awqguard.shared_run import EngineError, SharedRun
 
 OPTIONS = {   # option suffix -> help; each is --awq-NAME on the command line and awq_gates_NAME in the ini file
     "config": "awqguard.yaml or pyproject.toml (default: as awqguard check finds it)",
@@ -24,9 +25,6 @@ OPTIONS = {   # option suffix -> help; each is --awq-NAME on the command line an
     "candidate": "candidate checkpoint or model (default: the reference quantized by awqguard, cached)",
     "out": "output folder for results.json, report.html, junit.xml, summary.md (default: reports/latest)",
 }
-SESSION_FILE = ".awqguard-pytest.json"     # which pytest session wrote the results beside it
-RUN_LOG = ".awqguard-pytest-runs.log"      # one line per engine run: session id and worker (append-only)
-LOCK_FILE = ".awqguard-pytest.lock"
 
 
 class AwqGateWarning(UserWarning):
@@ -37,10 +35,6 @@ class GateFailed(Exception):
     def __init__(self, gate: dict):
         super().__init__(gate["message"])
         self.gate = gate
-
-
-class EngineError(Exception):
-    """The engine could not produce results (bad configuration, unreadable model, ...)."""
 
 
 def pytest_addoption(parser):
@@ -77,33 +71,28 @@ class AwqGates:
     def __init__(self, config):
         self.pytest_config = config
         self.check_config = self._check_config(config)
-        self.out = Path(self.check_config["out"])
+        self.out = self.check_config.out
         workerinput = getattr(config, "workerinput", None)
         self.session = workerinput["awqguard_session"] if workerinput else uuid.uuid4().hex
-        self.worker = workerinput.get("workerid", "controller") if workerinput else "main"
-        self._results: dict | None = None
-        self._error: str | None = None
+        worker = workerinput.get("workerid", "controller") if workerinput else "main"
+        self.run = SharedRun(self.check_config, self.session, worker)
 
     @staticmethod
-    def _check_config(config) -> dict:
+    def _check_config(config):
+        """The CheckConfig `awqguard check` would build, with the --awq-* options (or ini keys) on top."""
         from awqguard.errors import AwqguardError
         from awqguard.files import check_writable
-        from awqguard.gates.config import gates_from_config, load_config, validate
+        from awqguard.gates.config import build_check_config
 
         def option(name):
             return config.getoption(f"awq_{name}") or config.getini(f"awq_gates_{name}") or None
         try:
-            path = option("config")
-            merged = load_config(Path(path) if path else None)
-            for name in ("suite", "reference", "candidate", "out"):
-                if option(name):
-                    merged[name] = str(option(name))
-            validate({k: v for k, v in merged.items() if k != "gates"}, "pytest options")
-            gates_from_config(merged)
-            check_writable(merged["out"], "--awq-out")          # before any work, not after it
+            overrides = {name: option(name) for name in ("suite", "reference", "candidate", "out")}
+            check = build_check_config(option("config"), overrides, "pytest options")
+            check_writable(check.out, "--awq-out")            # before any work, not after it
         except AwqguardError as exc:
             raise pytest.UsageError(f"awqguard: {exc}") from None
-        return merged
+        return check
 
     # ---- xdist: the controller hands its session id to the workers ------------------------------
     @pytest.hookimpl(optionalhook=True)
@@ -111,55 +100,19 @@ class AwqGates:
         node.workerinput["awqguard_session"] = self.session
 
     # ---- collection ---------------------------------------------------------------------------
-    @pytest.hookimpl(tryfirst=True)     # before -k / -m deselection, so those select gates too
-    def pytest_collection_modifyitems(self, session, config, items):
-        from awqguard.gates.config import gates_from_config
-        parent = GateCollector.from_parent(session, name="awqguard", nodeid="awqguard")
-        items.extend(GateItem.from_parent(parent, name=g.id, plugin=self)
-                     for g in gates_from_config(self.check_config))
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(self, collector):
+        """Add the gate collector to what the session itself collects, so pytest visits it like any
+        other node: the collected count, -k, -m, --deselect and xdist all see the gate items."""
+        report = yield
+        if isinstance(collector, pytest.Session) and report.passed:
+            report.result.append(GateCollector.from_parent(collector, name="awqguard", nodeid="awqguard",
+                                                           plugin=self))
+        return report
 
-    # ---- the one engine run -------------------------------------------------------------------
     def results(self) -> dict:
-        if self._error is not None:
-            raise EngineError(self._error)
-        if self._results is None:
-            try:
-                self._results = self._shared_run()
-            except Exception as exc:
-                self._error = f"{type(exc).__name__}: {exc}"
-                raise EngineError(self._error) from None
-        return self._results
-
-    def _read_session_results(self) -> dict | None:
-        from awqguard import files
-        try:
-            state = files.loads((self.out / SESSION_FILE).read_text(encoding="utf-8"))
-            if state.get("session") == self.session:
-                return files.loads((self.out / "results.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError, AttributeError):
-            pass
-        return None
-
-    def _shared_run(self) -> dict:
-        """Run the engine once per pytest session, whichever worker gets here first."""
-        from filelock import FileLock
-
-        from awqguard import files
-        from awqguard.gates.engine import run_gates
-        from awqguard.report.outputs import clear_outputs, results_body, write_outputs
-        self.out.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.out / LOCK_FILE)):
-            done = self._read_session_results()
-            if done is not None:
-                return done
-            clear_outputs(self.out)             # an earlier session's verdict never sits beside this one's error
-            results = run_gates(self.check_config)
-            write_outputs(results, self.out)
-            with open(self.out / RUN_LOG, "a") as log:
-                log.write(f"{self.session} {self.worker}\n")
-            files.write_json(self.out / SESSION_FILE, {"session": self.session, "engine_run_by": self.worker,
-                                                       "pid": os.getpid()})
-            return results_body(results)
+        """This session's results; the engine runs when the first gate item (or fixture) asks."""
+        return self.run.results()
 
     # ---- fixtures for custom gates ------------------------------------------------------------
     @pytest.fixture(scope="session")
@@ -177,10 +130,10 @@ class AwqGates:
 
     # ---- terminal summary ---------------------------------------------------------------------
     def pytest_terminal_summary(self, terminalreporter):
-        results = self._results or self._read_session_results()
+        results = self.run.finished()
         terminalreporter.section("awqguard gates")
         if results is None:
-            terminalreporter.write_line(f"no results: {self._error}" if self._error else
+            terminalreporter.write_line(f"no results: {self.run.error}" if self.run.error else
                                         "no gate ran in this session (deselected?)")
             return
         from awqguard.report.outputs import gate_table
@@ -198,8 +151,14 @@ class AwqGates:
 
 
 class GateCollector(pytest.Collector):
+    """The `awqguard` node: one item per enabled gate. Collecting runs nothing; the engine waits for an item."""
+
+    def __init__(self, *, plugin: AwqGates, **kwargs):
+        super().__init__(**kwargs)
+        self.plugin = plugin
+
     def collect(self):
-        return []
+        return [GateItem.from_parent(self, name=gate.id, plugin=self.plugin) for gate in self.plugin.check_config.gates]
 
 
 class GateItem(pytest.Item):

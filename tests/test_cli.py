@@ -92,3 +92,53 @@ def test_doctor_reports_machine_and_paths():
     assert info["kernels"]["default_cpu"] == "dequant"
     r = awqguard("doctor")
     assert r.returncode == 0 and "kernel paths" in r.stdout
+
+
+QUANT_OPTIONS = {"--w-bit": "w_bit", "--n-samples": "n_samples", "--seqlen": "seqlen", "--rounding": "rounding",
+                 "--max-flip-percent": "max_flip_percent", "--knee-tolerance": "knee_tolerance", "--seed": "seed",
+                 "--version": "version"}
+
+
+def test_quantize_defaults_are_quantconfigs_and_help_shows_them():
+    import dataclasses
+
+    from awqguard.cli import build_parser
+    from awqguard.quantizer.config import QuantConfig
+    fields = {f.name: f.default for f in dataclasses.fields(QuantConfig)}
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["quantize"]
+    actions = {a.option_strings[0]: a for a in sub._actions if a.option_strings}
+    help_text = " ".join(sub.format_help().split())
+    for option, field in QUANT_OPTIONS.items():
+        assert actions[option].default == fields[field], option
+        assert f"(default {fields[field]}" in " ".join((actions[option].help % {"default": fields[field]}).split())
+    assert f"(default {fields['group_size']};" in help_text and "(default 0.01 = 1%)" in help_text
+
+
+def test_version_gemv_is_gone_from_quantize(tiny):
+    r = awqguard("quantize", tiny / "tiny", "--out", tiny / "bad", "--version", "gemv")
+    assert r.returncode == 2 and "invalid choice: 'gemv'" in r.stderr
+    assert not (tiny / "bad").exists()
+
+
+def test_check_refuses_a_gemv_quantize_section_before_any_work(tmp_path, capsys):
+    from awqguard.cli import main
+    cfg = tmp_path / "awqguard.yaml"
+    cfg.write_text("quantize: {version: gemv}\n")
+    assert main(["check", "--config", str(cfg), "--out", str(tmp_path / "out")]) == 4
+    err = capsys.readouterr().err
+    assert "awqguard check: error: quantize.version: only 'gemm' is written" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_check_command_line_overrides_the_config_file(tmp_path):
+    from pathlib import Path
+
+    from awqguard.cli import build_parser, check_config
+    cfg = tmp_path / "awqguard.yaml"
+    cfg.write_text("seeds: [5]\nsuite: from-file\n")
+    args = build_parser().parse_args(["check", "--config", str(cfg), "--seeds", "1, 2", "--limit", "3", "--greedy",
+                                      "--out", str(tmp_path / "o")])
+    check = check_config(args)
+    assert check.data["seeds"] == [1, 2] and check.data["limit"] == 3 and check.data["decoding"]["greedy"] is True
+    assert check.data["suite"] == "from-file" and check.data["out"] == str(tmp_path / "o")
+    assert check.out == Path(tmp_path / "o")

@@ -1,7 +1,9 @@
 """The check configuration: `awqguard.yaml`, or `[tool.awqguard]` in pyproject.toml (docs/architecture.md §10).
 
 Validated against a JSON Schema (unknown keys are errors, with their path and a "did you mean"),
-then merged over the defaults. Gate overrides are keyed by gate id.
+then merged over the defaults. Gate overrides are keyed by gate id. `build_check_config` adds a
+front end's overrides and returns the one `CheckConfig` that `awqguard check` and `pytest --awq-gates`
+both run.
 """
 
 from __future__ import annotations
@@ -9,14 +11,17 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
 from awqguard.errors import ConfigError
 from awqguard.files import read_text
 from awqguard.gates.policy import DEFAULT_GATES, Gate
+from awqguard.quantizer.config import QuantConfig
 
 DEFAULTS: dict[str, Any] = {
     "reference": None,                  # model folder / .gguf; None = SmolLM2-135M-Instruct
@@ -177,3 +182,57 @@ def gates_from_config(config: dict[str, Any]) -> list[Gate]:
             continue
         gates.append(dataclasses.replace(gate, **override))
     return gates
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """A check's configuration, validated once for every front end.
+
+    `data` is the merged dict exactly as the engine reads it and results.json records it (its
+    sha256 is release evidence), so it is never rebuilt from the typed fields.
+    """
+
+    data: dict[str, Any]
+    gates: list[Gate]
+    quantize: QuantConfig
+    out: Path
+
+
+def build_check_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None,
+                       label: str = "command line") -> CheckConfig:
+    """The config file (found as `load_config` finds it when `path` is None) with `overrides` on top.
+
+    `overrides` maps a key, dotted for nested ones ("decoding.greedy"), to its value; None means
+    "not given". Problems in the overrides are reported under `label` (the front end's name).
+    """
+    data = load_config(path)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set(data, key, os.fspath(value) if isinstance(value, os.PathLike) else value)
+    validate({k: v for k, v in data.items() if k != "gates"}, label)
+    return CheckConfig(data=data, gates=gates_from_config(data), quantize=quant_config(data["quantize"]),
+                       out=Path(data["out"]).expanduser())
+
+
+def _set(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+    data[last] = value
+
+
+def quant_config(section: Mapping[str, Any]) -> QuantConfig:
+    """The `quantize:` section as the QuantConfig that makes the default candidate.
+
+    Only the GEMM layout is written (docs/architecture.md §5), so any other `version` is refused
+    here rather than recorded on a GEMM checkpoint.
+    """
+    try:
+        config = QuantConfig(**section)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"quantize: {exc}") from None
+    if config.version != "gemm":
+        raise ConfigError(f"quantize.version: only 'gemm' is written (AutoAWQ's GEMM layout, which vLLM, "
+                          f"transformers and AutoAWQ load); got {section.get('version')!r}; "
+                          "remove the key or set version: gemm")
+    return config

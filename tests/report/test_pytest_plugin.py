@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from awqguard.pytest_plugin import RUN_LOG
+from awqguard.shared_run import RUN_LOG
 from helpers import tiny_check, write_config
 
 
@@ -75,6 +75,31 @@ def test_hit_rate_holds(awq_reference, awq_candidate):
     result.assert_outcomes(passed=len(gates) - skips + 1, skipped=skips)
     selected = pytester.runpytest_subprocess("--awq-gates", "-k", "drift")
     assert selected.parseoutcomes()["passed"] == sum("drift" in g["id"] for g in gates)
+
+
+def test_collect_only_counts_every_enabled_gate(pytester, tmp_path):
+    """pytest's own count includes the gates, -k and -m select among them, and collecting runs no engine."""
+    from awqguard.gates.config import build_check_config
+    out = tmp_path / "out"
+    cfg = tmp_path / "awqguard.yaml"
+    cfg.write_text(f"out: {out}\ngates:\n  kl-mean: {{enabled: false}}\n")
+    gates = [g.id for g in build_check_config(cfg).gates]
+    assert "kl-mean" not in gates and len(gates) > 1
+    pytester.makepyfile("def test_one():\n    pass\n")
+
+    def collected(*args):
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--awq-gates", "--awq-config", str(cfg),
+                                               "--collect-only", "-q", *args)
+        assert result.ret == 0, result.stdout.str()
+        listed = [line.split("::", 1)[1] for line in result.outlines if line.startswith("awqguard::")]
+        count = re.search(r"(\d+)(?:/\d+)? tests? collected", result.stdout.str())
+        return listed, int(count.group(1))
+
+    assert collected() == (gates, len(gates) + 1)
+    drift = [g for g in gates if "drift" in g]
+    assert collected("-k", "drift") == (drift, len(drift))
+    assert collected("-m", "not slow") == (gates, len(gates) + 1)
+    assert not out.exists()                                   # collecting ran nothing
 
 
 def test_bad_config_is_a_usage_error(pytester, tmp_path):
