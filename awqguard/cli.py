@@ -214,7 +214,7 @@ def cmd_check(args) -> int:
         config = check_config(args)
         out = check_writable(config.out, "--out")          # before any work, not after it
         clear_outputs(out)
-        results = run_gates(config.data, use_cache=not args.no_cache, warn_only=args.warn_only)
+        results = run_gates(config, use_cache=not args.no_cache, warn_only=args.warn_only)
     except BaseException as exc:   # CI sees a runtime problem as an error in junit.xml, then main() reports it
         write_error(out, str(exc) or type(exc).__name__, type(exc).__name__)
         raise

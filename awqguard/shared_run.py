@@ -75,7 +75,7 @@ class SharedRun:
             if done is not None:
                 return done
             clear_outputs(self.out)             # an earlier session's verdict never sits beside this one's error
-            results = run_gates(self.check_config.data)
+            results = run_gates(self.check_config)
             write_outputs(results, self.out)
             with open(self.out / RUN_LOG, "a") as log:
                 log.write(f"{self.session} {self.worker}\n")

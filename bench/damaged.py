@@ -55,7 +55,7 @@ def main() -> None:
     from awqguard import cache
     from awqguard.gates.config import DEFAULTS
     from awqguard.gates.engine import LoadedModel, run_gates
-    from awqguard.models import fingerprint, load_reference, resolve_model
+    from awqguard.models import fingerprint, load_reference
     from awqguard.quantizer.api import quantize
     from awqguard.quantizer.config import QuantConfig
 

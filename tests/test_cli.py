@@ -126,7 +126,7 @@ def test_check_refuses_a_gemv_quantize_section_before_any_work(tmp_path, capsys)
     cfg.write_text("quantize: {version: gemv}\n")
     assert main(["check", "--config", str(cfg), "--out", str(tmp_path / "out")]) == 4
     err = capsys.readouterr().err
-    assert "awqguard check: error: quantize.version: only 'gemm' is written" in err and "Traceback" not in err
+    assert "awqguard check: error: version: only 'gemm' is written" in err and "Traceback" not in err
     assert not (tmp_path / "out" / "results.json").exists()
 
 

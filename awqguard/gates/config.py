@@ -20,7 +20,7 @@ import yaml
 
 from awqguard.errors import ConfigError
 from awqguard.files import read_text
-from awqguard.gates.policy import DEFAULT_GATES, Gate
+from awqguard.gates.policy import DEFAULT_GATES, OVERRIDE_SCHEMA, Gate
 from awqguard.quantizer.config import QuantConfig
 
 DEFAULTS: dict[str, Any] = {
@@ -41,10 +41,6 @@ DEFAULTS: dict[str, Any] = {
     "gates": {},
 }
 
-_GATE_OVERRIDE = {"type": "object", "additionalProperties": False,
-                  "properties": {"threshold": {"type": "number"}, "severity": {"enum": ["fail", "warn"]},
-                                 "op": {"enum": ["<=", "<", ">=", ">"]}, "enabled": {"type": "boolean"},
-                                 "tolerance": {"type": ["number", "null"], "minimum": 0}}}
 _POSITIVE = {"type": "integer", "minimum": 1}
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -82,7 +78,7 @@ SCHEMA: dict[str, Any] = {
         "perplexity": {"type": "object", "additionalProperties": False, "properties": {
             "window": {"type": "integer", "minimum": 16}, "max_windows": _POSITIVE}},
         "gates": {"type": "object", "propertyNames": {"enum": [g.id for g in DEFAULT_GATES]},
-                  "additionalProperties": _GATE_OVERRIDE},
+                  "additionalProperties": OVERRIDE_SCHEMA},
     },
 }
 
@@ -214,6 +210,14 @@ def build_check_config(path: str | Path | None, overrides: Mapping[str, Any] | N
                        out=Path(data["out"]).expanduser())
 
 
+def check_config_of(data: Mapping[str, Any]) -> CheckConfig:
+    """A merged configuration dict (the Python API's way in) as a CheckConfig, validated as a file is."""
+    data = dict(data)
+    validate({k: v for k, v in data.items() if k != "gates"}, "configuration")
+    return CheckConfig(data=data, gates=gates_from_config(data), quantize=quant_config(data["quantize"]),
+                       out=Path(data["out"]).expanduser())
+
+
 def _set(data: dict[str, Any], key: str, value: Any) -> None:
     *parents, last = key.split(".")
     for part in parents:
@@ -222,17 +226,8 @@ def _set(data: dict[str, Any], key: str, value: Any) -> None:
 
 
 def quant_config(section: Mapping[str, Any]) -> QuantConfig:
-    """The `quantize:` section as the QuantConfig that makes the default candidate.
-
-    Only the GEMM layout is written (docs/architecture.md §5), so any other `version` is refused
-    here rather than recorded on a GEMM checkpoint.
-    """
+    """The `quantize:` section as the QuantConfig that makes the default candidate; its errors name the section."""
     try:
-        config = QuantConfig(**section)
+        return QuantConfig(**section)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"quantize: {exc}") from None
-    if config.version != "gemm":
-        raise ConfigError(f"quantize.version: only 'gemm' is written (AutoAWQ's GEMM layout, which vLLM, "
-                          f"transformers and AutoAWQ load); got {section.get('version')!r}; "
-                          "remove the key or set version: gemm")
-    return config

@@ -17,7 +17,7 @@ import torch
 from awqguard import cache, files
 from awqguard.backends import Backend
 from awqguard.gates import aggregate, prompt
-from awqguard.gates.config import gates_from_config
+from awqguard.gates.config import CheckConfig, check_config_of
 from awqguard.gates.decide import decide, non_finite_notice, run_notices, symptom_entries
 from awqguard.gates.document import Measurement, ResultsDocument, Summary
 from awqguard.gates.load import (Contender, LoadedModel, SuiteInput, check_tokenizer, from_memory, load_candidate,
@@ -75,18 +75,21 @@ class Measured:
     metrics: dict[str, Measurement]
 
 
-def run_gates(config: dict, use_cache: bool = True, warn_only: bool = False,
+def run_gates(check: CheckConfig | dict, use_cache: bool = True, warn_only: bool = False,
               reference: LoadedModel | Backend | None = None,
               candidate: LoadedModel | Backend | None = None) -> dict:
-    """Run the whole check for a merged configuration and return results.json's content (plus the
-    per-run records). `reference` / `candidate` replace loading config["reference"] / config["candidate"]."""
+    """Run the whole check and return results.json's content (plus the per-run records).
+
+    `check` is the front ends' CheckConfig, or a merged configuration dict (validated here).
+    `reference` / `candidate` replace loading the config's reference / candidate."""
     torch.set_grad_enabled(False)
+    check = check if isinstance(check, CheckConfig) else check_config_of(check)
+    config, gates = check.data, check.gates
     stages = Stages()
-    gates = gates_from_config(config)
     settings = settings_from(config)
     with stages("load suite"):
         suite_input = load_suite_input(config)
-    models = load_models(config, settings, stages, reference, candidate)
+    models = load_models(check, settings, stages, reference, candidate)
     with stages("retrieval"):
         retrieval = retrieval_stage(config["pipeline"], suite_input.chunks, use_cache)
     runs = run_variants(suite_input, models, retrieval, settings, stages, use_cache)
@@ -104,11 +107,11 @@ def run_gates(config: dict, use_cache: bool = True, warn_only: bool = False,
     return document.to_json()
 
 
-def load_models(config: dict, settings: RunSettings, stages: Stages, reference, candidate) -> Models:
+def load_models(config: CheckConfig, settings: RunSettings, stages: Stages, reference, candidate) -> Models:
     """Both contenders, each with a tokenizer that fits its model and encodes as the reference's does."""
     with stages("load models"):
         ref = from_memory(reference, settings.batch_size) if reference is not None else \
-            load_reference(config, settings.batch_size)
+            load_reference(config.data, settings.batch_size)
         check_tokenizer(ref.backend, f"reference {ref.source}")
     with stages("candidate"):
         cand = from_memory(candidate, settings.batch_size) if candidate is not None else \

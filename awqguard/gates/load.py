@@ -15,7 +15,7 @@ from awqguard import cache
 from awqguard.backends import Backend, LocalBackend
 from awqguard.errors import ConfigError
 from awqguard.gates.chunker import Chunk, chunk_corpus
-from awqguard.gates.config import DEFAULTS
+from awqguard.gates.config import DEFAULTS, CheckConfig
 from awqguard.gates.fixtures import Item, Suite, load_suite
 from awqguard.models import ModelSource, fingerprint, load_model, load_tokenizer, resolve_model
 
@@ -93,12 +93,12 @@ def load_reference(config: dict, batch_size: int) -> Contender:
     return Contender(backend, source.label, str(source.path), fp, False, model_source=source)
 
 
-def load_candidate(config: dict, reference: Contender, batch_size: int) -> Contender:
+def load_candidate(config: CheckConfig, reference: Contender, batch_size: int) -> Contender:
     """The candidate named in the config, or the reference quantized with awqguard's AWQ."""
     from awqguard.quantizer.checkpoint import RECORD_FILE, load_quantized, read_quantization_config
-    if config["candidate"] is None:
+    if config.data["candidate"] is None:
         return _quantized_reference(config, reference, batch_size)
-    source = resolve_model(config["candidate"])
+    source = resolve_model(config.data["candidate"])
     folder = source.folder
     quantized = source.gguf_file is None and (read_quantization_config(folder) is not None
                                                or (folder / RECORD_FILE).exists())
@@ -110,26 +110,18 @@ def load_candidate(config: dict, reference: Contender, batch_size: int) -> Conte
                      str(source.path), fp, quantized, model_source=source)
 
 
-def _quantized_reference(config: dict, reference: Contender, batch_size: int) -> Contender:
+def _quantized_reference(config: CheckConfig, reference: Contender, batch_size: int) -> Contender:
     from awqguard.quantizer.api import quantize
-    qcfg = quant_config(config)
-    ref_source = reference.model_source or resolve_model(config["reference"])
+    qcfg = config.quantize
+    ref_source = reference.model_source or resolve_model(config.data["reference"])
     out = cache.entry("candidates", cache.cache_key({"model": reference.fingerprint, "quant": qcfg.to_dict()}))
     with cache.lock(out):            # a parallel check of the same reference waits, then reuses it
-        result = quantize(config["reference"], out=out, config=qcfg)
+        result = quantize(config.data["reference"], out=out, config=qcfg)
     rounding = "" if qcfg.rounding == "nearest" else f", {qcfg.rounding} rounding"
     label = f"{ref_source.label} quantized by awqguard (AWQ w{qcfg.w_bit} g{qcfg.group_size}{rounding})"
     fp = cache.cache_key(result.record["identity"])
     backend = LocalBackend(result.model, result.tokenizer, label, fp, True, batch_size)
     return Contender(backend, label, str(out), fp, True, result.reused)
-
-
-def quant_config(config: dict):
-    from awqguard.quantizer.config import QuantConfig
-    try:
-        return QuantConfig(**config["quantize"])
-    except TypeError as exc:
-        raise ConfigError(f"quantize: {exc}") from None
 
 
 def check_tokenizer(backend: Backend, label: str, reference_tokenizer=None) -> None:

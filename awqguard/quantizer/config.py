@@ -10,7 +10,7 @@ from awqguard.errors import ConfigError
 
 SUPPORTED_BITS = (2, 3, 4, 8)   # 4 is packed; 2, 3 and 8 are fake-quantized (dequantized floats saved)
 PACKED_BITS = (4,)
-VERSIONS = ("gemm", "gemv")
+VERSIONS = ("gemm",)            # the layout written: AutoAWQ GEMM, which vLLM, transformers and AutoAWQ load
 ROUNDINGS = ("nearest", "dh")
 LOSS_SAMPLES = ("spread", "sequences")
 SCALE_SEARCHES = ("coarse", "full")     # coarse-to-fine (10 of the 20 ratios), or every ratio of the grid
@@ -72,7 +72,8 @@ class QuantConfig:
             raise ConfigError(
                 f"group_size must be -1 (whole row) or a power of two >= 8 such as 32, 64 or 128; got {g}")
         if self.version not in VERSIONS:
-            raise ConfigError(f"version must be one of {VERSIONS}; got {self.version!r}")
+            raise ConfigError(f"version: only 'gemm' is written (AutoAWQ's GEMM layout, which vLLM, "
+                              f"transformers and AutoAWQ load); got {self.version!r}; remove the key or set version: gemm")
         if self.rounding not in ROUNDINGS:
             raise ConfigError(f"rounding must be one of {ROUNDINGS}; got {self.rounding!r}")
         if self.scale_search not in SCALE_SEARCHES:

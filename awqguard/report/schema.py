@@ -15,9 +15,9 @@ from typing import Any
 import jsonschema
 
 from awqguard import files
+from awqguard.gates.document import SCHEMA_VERSION     # one number for the writer and the reader
 from awqguard.gates.policy import OPS, SEVERITIES
 
-SCHEMA_VERSION = 1          # the results.json format this awqguard writes and reads
 MAX_PROBLEMS = 3            # schema problems named in one message
 MAX_DEPTH = 32              # results.json nests about 6 deep; far deeper is damage, not data
 IDENTITY = ("schema_version", "passed", "summary", "gates")   # a file with none of them is some other JSON

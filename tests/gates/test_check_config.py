@@ -106,7 +106,7 @@ def test_check_config_defaults_and_frozen(tmp_path, monkeypatch):
     ("quantize: {w_bit: 5}\n", {}, "command line", r"^w_bit must be one of \(2, 3, 4, 8\); got 5$"),
     ("quantize: {max_flip_percent: lots}\n", {}, "command line", r"^quantize: could not convert string"),
     ("quantize: {version: gemv}\n", {}, "command line",
-     r"^quantize.version: only 'gemm' is written .*got 'gemv'; remove the key or set version: gemm$"),
+     r"^version: only 'gemm' is written .*got 'gemv'; remove the key or set version: gemm$"),
 ])
 def test_check_config_errors_name_the_source_and_key(tmp_path, text, overrides, label, match):
     path = tmp_path / "awqguard.yaml"

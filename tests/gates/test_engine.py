@@ -38,6 +38,10 @@ def test_identical_candidate_passes_every_gate(setup):
     assert results["metrics"]["kl.mean"]["value"] == pytest.approx(0, abs=1e-6)
     assert any("reference model itself" in n for n in results["notices"])
     assert any("Retrieval cannot differ" in n for n in results["notices"])
+    from awqguard.gates.registry import METRICS
+    undeclared = set(results["metrics"]) - set(METRICS)
+    assert not undeclared, f"metrics produced but not declared in gates/registry.py: {sorted(undeclared)}"
+    assert len(results["metrics"]) >= 40
 
 
 def test_different_model_fails_the_drift_gates_with_symptoms_and_fixes(setup, tmp_path):

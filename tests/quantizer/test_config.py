@@ -15,7 +15,7 @@ def test_autoawq_quantize_kwargs_replace():
     assert (cfg.n_samples, cfg.seqlen, cfg.duo_scaling, cfg.apply_clip) == (16, 128, False, False)
 
 
-@pytest.mark.parametrize("bad", [{"w_bit": 5}, {"group_size": 96}, {"group_size": 0}, {"version": "marlin"},
+@pytest.mark.parametrize("bad", [{"w_bit": 5}, {"group_size": 96}, {"group_size": 0}, {"version": "marlin"}, {"version": "gemv"},
                                  {"n_samples": 0}, {"rounding": "stochastic"}, {"max_flip_percent": -0.1},
                                  {"max_flip_percent": 2}, {"knee_tolerance": 1.5}, {"loss_sample": "tokens"},
                                  {"loss_sequences": 0}, {"gram_tokens": -1}, {"scale_search": "golden"}])
