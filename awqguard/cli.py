@@ -253,8 +253,8 @@ def cmd_report(args) -> int:
         write_report(results, out)
     except OSError as exc:
         raise ConfigError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
-    verdict = "PASSED" if results["passed"] else "FAILED"
-    print(f"{out}: {verdict}, {results['summary']['failed']} of {results['summary']['gates']} gates failed")
+    from awqguard.report.format import verdict_sentence
+    print(f"{out}: {verdict_sentence(results)}")
     return EXIT_OK
 
 

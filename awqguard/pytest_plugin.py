@@ -143,10 +143,8 @@ class AwqGates:
         Console(width=width, file=buffer, force_terminal=False, color_system=None).print(gate_table(results))
         for line in buffer.getvalue().rstrip().splitlines():
             terminalreporter.write_line(line)
-        s = results["summary"]
-        verdict = "PASSED" if results["passed"] else "FAILED"
-        terminalreporter.write_line(f"{verdict}: {s['failed']} failed, {s['warned']} warned, {s['skipped']} skipped "
-                                    f"of {s['gates']} gates", red=not results["passed"], green=results["passed"])
+        from awqguard.report.format import verdict_sentence
+        terminalreporter.write_line(verdict_sentence(results), red=not results["passed"], green=results["passed"])
         terminalreporter.write_line(f"report: {self.out / 'report.html'}")
 
 
