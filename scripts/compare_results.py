@@ -5,7 +5,9 @@
 Compares results.json (gates, metrics, items, probes, entropy, perplexity, notices, summary, the
 files the evidence digests, the environment less paths) and items.jsonl record by record. What
 legitimately changes between two runs of the same check is left out: timestamps, wall times,
-tokens per second, peak memory, cache paths and hits. Prints JSON (the differences, at most 50)
+tokens per second, peak memory, cache paths and hits, the output folder (and so the config's
+digest: the config itself is compared key by key), and a checkpoint's awqguard.json and
+config.json, which record where and when it was made (its weights and tokenizer are compared). Prints JSON (the differences, at most 50)
 and exits 0 when there are none, 1 otherwise. A refactoring that must not change behaviour is
 checked by running the default check before and after it and comparing the two folders.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 
 VOLATILE = {"created", "timing", "cache"}
 VOLATILE_COST = {"reference_tokens_per_s", "candidate_tokens_per_s", "peak_rss_mib", "tokens_per_s_note"}
+MADE_WHERE_AND_WHEN = {"awqguard.json", "config.json"}     # a checkpoint's record and its source path
 MAX_SHOWN = 50
 
 
@@ -30,9 +33,17 @@ def comparable(results: dict) -> dict:
     env = dict(body.get("environment", {}))
     env["candidate"] = {k: v for k, v in env.get("candidate", {}).items() if k not in ("path", "reused")}
     env.pop("suite", None)
+    env["config"] = {k: v for k, v in env.get("config", {}).items() if k != "out"}
     body["environment"] = env
-    body["evidence"] = {k: (v.get("files") if isinstance(v, dict) else v) for k, v in body.get("evidence", {}).items()}
+    body["evidence"] = {k: _files(v) for k, v in body.get("evidence", {}).items() if k != "config_sha256"}
     return body
+
+
+def _files(described):
+    """A described folder's file digests, less the files that record where and when it was made."""
+    if not isinstance(described, dict) or not isinstance(described.get("files"), dict):
+        return described
+    return {name: digest for name, digest in described["files"].items() if name not in MADE_WHERE_AND_WHEN}
 
 
 def differences(a, b, path: str, tolerance: float) -> list[str]:
