@@ -34,7 +34,7 @@ def test_one_run_per_session_whoever_asks(check, monkeypatch):
     first = SharedRun(check, "session-a", "gw0")
     assert first.finished() is None
     results = first.results()
-    assert calls == [check.data] and results["gates"] == minimal_results()["gates"]
+    assert calls == [check] and results["gates"] == minimal_results()["gates"]
     assert SharedRun(check, "session-a", "gw1").results() == results       # another worker reads it back
     assert len(calls) == 1
     assert json.loads((check.out / SESSION_FILE).read_text())["session"] == "session-a"
