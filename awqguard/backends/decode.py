@@ -195,12 +195,12 @@ def generate(model, tokenizer, prompts: Sequence[str], decoding: Decoding, seeds
         tokenizer = padding_tokenizer(tokenizer)
     repeats = 1 if decoding.greedy else len(seeds)
     budgets = list(budgets) if budgets is not None else [decoding.max_new_tokens] * len(prompts)
+    eos = stop_ids(model, tokenizer)
     results: list[list[Generation]] = []
     for start in range(0, len(prompts), batch_size):
         texts = list(prompts[start:start + batch_size])
         tokens, n_prompt = _decode_batch(model, tokenizer, texts, decoding, seeds[:repeats],
-                                         budgets[start:start + batch_size], stop_at_eos, prefill_tokens)
-        eos = stop_ids(model, tokenizer)
+                                         budgets[start:start + batch_size], stop_at_eos, prefill_tokens, eos)
         for i in range(len(texts)):
             per_seed = []
             for j in range(repeats):
@@ -214,11 +214,12 @@ def generate(model, tokenizer, prompts: Sequence[str], decoding: Decoding, seeds
 
 
 def _decode_batch(model, tokenizer, texts: list[str], decoding: Decoding, seeds: Sequence[int],
-                  budgets: Sequence[int], stop_at_eos: bool, prefill_tokens: int) -> tuple[list[list[int]], list[int]]:
+                  budgets: Sequence[int], stop_at_eos: bool, prefill_tokens: int,
+                  eos: set[int]) -> tuple[list[list[int]], list[int]]:
     """(sampled token ids per row, prompt lengths) for one decode batch; row i*len(seeds)+j is
     texts[i] under seeds[j]. Rows that finish drop out of later steps once a quarter are done."""
     device = next(model.parameters()).device
-    eos_list = torch.tensor(sorted(stop_ids(model, tokenizer)), device=device)
+    eos_list = torch.tensor(sorted(eos), device=device)
     repeats = len(seeds)
     extra, with_positions = _forward_options(model)
     limit = torch.tensor(list(budgets), device=device).repeat_interleave(repeats)

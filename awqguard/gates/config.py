@@ -205,15 +205,14 @@ def build_check_config(path: str | Path | None, overrides: Mapping[str, Any] | N
     for key, value in (overrides or {}).items():
         if value is not None:
             _set(data, key, os.fspath(value) if isinstance(value, os.PathLike) else value)
-    validate({k: v for k, v in data.items() if k != "gates"}, label)
-    return CheckConfig(data=data, gates=gates_from_config(data), quantize=quant_config(data["quantize"]),
-                       out=Path(data["out"]).expanduser())
+    return check_config_of(data, label)
 
 
-def check_config_of(data: Mapping[str, Any]) -> CheckConfig:
-    """A merged configuration dict (the Python API's way in) as a CheckConfig, validated as a file is."""
+def check_config_of(data: Mapping[str, Any], label: str = "configuration") -> CheckConfig:
+    """A merged configuration dict (the Python API's way in) as a CheckConfig, validated as a file is;
+    problems are reported under `label`."""
     data = dict(data)
-    validate({k: v for k, v in data.items() if k != "gates"}, "configuration")
+    validate({k: v for k, v in data.items() if k != "gates"}, label)
     return CheckConfig(data=data, gates=gates_from_config(data), quantize=quant_config(data["quantize"]),
                        out=Path(data["out"]).expanduser())
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 
-from awqguard.gates.document import GateResult, Measurement, WorstItem
+from awqguard.gates.document import GateResult, Measurement, WorstItem, failing_symptoms
 from awqguard.gates.fixtures import Item
 from awqguard.gates.policy import Gate
-from awqguard.gates.records import ItemSummary
 from awqguard.gates.problem_map import SYMPTOMS
+from awqguard.gates.records import ItemSummary
 from awqguard.gates.registry import Worst
 
 WORST_ITEMS = 3
@@ -38,7 +38,7 @@ def symptom_entries(results: list[GateResult]) -> list[dict]:
     """Each symptom a failed or warned gate evidences, with its causes, fixes and those gates."""
     failing = [g for g in results if g.failing]
     out = []
-    for symptom_id in sorted({s for g in failing for s, _ in g.symptoms}):
+    for symptom_id in failing_symptoms(results):
         s = SYMPTOMS[symptom_id]
         out.append({"id": s.id, "title": s.title, "description": s.description, "causes": list(s.causes),
                     "fixes": list(s.fixes),

@@ -109,6 +109,11 @@ class GateResult:
                 "worst_items": [w.to_json() for w in self.worst_items]}
 
 
+def failing_symptoms(gates: list[GateResult]) -> tuple[str, ...]:
+    """The ids of the symptoms that failed or warned gates evidence, sorted."""
+    return tuple(sorted({s for g in gates if g.failing for s, _ in g.symptoms}))
+
+
 @dataclass(frozen=True)
 class Summary:
     gates: int
@@ -121,9 +126,8 @@ class Summary:
 
     @classmethod
     def of(cls, gates: list[GateResult], items: int, runs: int) -> "Summary":
-        symptoms = tuple(sorted({s for g in gates if g.failing for s, _ in g.symptoms}))
         return cls(len(gates), sum(g.status == "fail" for g in gates), sum(g.status == "warn" for g in gates),
-                   sum(g.status == "skip" for g in gates), symptoms, items, runs)
+                   sum(g.status == "skip" for g in gates), failing_symptoms(gates), items, runs)
 
     def to_json(self) -> dict[str, Any]:
         return {"gates": self.gates, "failed": self.failed, "warned": self.warned, "skipped": self.skipped,

@@ -24,6 +24,7 @@ from awqguard.gates.load import (Contender, LoadedModel, SuiteInput, check_token
                                  load_reference, load_suite_input)
 from awqguard.gates.pipeline import Retrieval, retrieval_stage
 from awqguard.gates.provenance import cost_section, environment, evidence_section, peak_rss_mib
+from awqguard.gates.records import ItemSummary, Record
 from awqguard.gates.runner import RunSettings, run_variant, settings_from
 from awqguard.gates.scoring import Stick
 from awqguard.gates.teacher import EntropyResult, PerplexityResult, entropy_stage, perplexity_stage
@@ -69,8 +70,8 @@ class Runs:
 
 @dataclass(frozen=True)
 class Measured:
-    records: list[dict]
-    summaries: dict[str, dict]
+    records: list[Record]
+    summaries: dict[str, ItemSummary]
     flips: dict[str, dict]
     metrics: dict[str, Measurement]
 

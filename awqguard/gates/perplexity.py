@@ -70,12 +70,11 @@ def compare_scores(pairs: Iterable[tuple[Scores, Scores]]) -> LogitDrift:
 
 def compare_models(reference, candidate, windows: torch.Tensor) -> LogitDrift:
     """`compare_scores` for two in-process models (benchmarks and tests)."""
-    ref, cand = LocalBackend(reference), LocalBackend(candidate)
-    return compare_scores(zip(ref.score(windows.tolist(), 1), cand.score(windows.tolist(), 1)))
+    ref, cand, sequences = LocalBackend(reference), LocalBackend(candidate), windows.tolist()
+    return compare_scores(zip(ref.score(sequences, 1), cand.score(sequences, 1)))
 
 
 def model_perplexity(model, windows: torch.Tensor) -> float:
     """Perplexity of one in-process model on the windows."""
     scores = LocalBackend(model).score(windows.tolist(), 1)
     return perplexity(torch.cat([token_nll(s.targets, s.logprobs).flatten().cpu() for s in scores]))
-
