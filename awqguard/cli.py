@@ -171,10 +171,15 @@ def _add_check(sub) -> None:
                                    "otherwise, 4 for configuration or fixture errors.")
     p.add_argument("--config", type=Path, default=None,
                    help="awqguard.yaml or pyproject.toml (default: ./awqguard.yaml, else [tool.awqguard] in ./pyproject.toml)")
-    p.add_argument("--reference", default=None, help="reference model folder or .gguf (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--reference", default=None, help="reference model folder, .gguf, or a served model's API root "
+                   "http://HOST:PORT/v1 (default: SmolLM2-135M-Instruct)")
     p.add_argument("--candidate", default=None,
-                   help="awqguard/AutoAWQ checkpoint or any model --reference accepts (default: the reference "
-                        "quantized by awqguard, cached under .awqguard/)")
+                   help="awqguard/AutoAWQ checkpoint, any model --reference accepts, or http://HOST:PORT/v1 "
+                        "(default: the reference quantized by awqguard, cached under .awqguard/)")
+    p.add_argument("--reference-model", default=None, metavar="NAME",
+                   help="the served reference's model name (default: the server's only model)")
+    p.add_argument("--candidate-model", default=None, metavar="NAME",
+                   help="the served candidate's model name (default: the server's only model)")
     p.add_argument("--suite", default=None, help="fixture suite folder (default: fixtures/default)")
     p.add_argument("--out", default=None, help="output folder (default: reports/latest)")
     p.add_argument("--seeds", default=None, help="comma-separated sampling seeds (default: 0,1)")
@@ -196,6 +201,7 @@ def check_config(args):
         except ValueError:
             raise ConfigError(f"--seeds takes comma-separated integers such as 0,1; got {args.seeds!r}") from None
     overrides = {key: getattr(args, key) for key in ("reference", "candidate", "suite", "out")}
+    overrides.update({"reference.model": args.reference_model, "candidate.model": args.candidate_model})
     overrides.update({"seeds": seeds, "limit": args.limit, "decoding.greedy": True if args.greedy else None})
     return build_check_config(args.config, overrides, "command line")
 

@@ -21,8 +21,10 @@ from awqguard.shared_run import EngineError, SharedRun
 OPTIONS = {   # option suffix -> help; each is --awq-NAME on the command line and awq_gates_NAME in the ini file
     "config": "awqguard.yaml or pyproject.toml (default: as awqguard check finds it)",
     "suite": "fixture suite folder (default: fixtures/default)",
-    "reference": "reference model folder or .gguf (default: SmolLM2-135M-Instruct)",
-    "candidate": "candidate checkpoint or model (default: the reference quantized by awqguard, cached)",
+    "reference": "reference model folder, .gguf or http://HOST:PORT/v1 (default: SmolLM2-135M-Instruct)",
+    "candidate": "candidate checkpoint, model or http://HOST:PORT/v1 (default: the reference quantized by awqguard, cached)",
+    "reference-model": "the served reference's model name (default: the server's only model)",
+    "candidate-model": "the served candidate's model name (default: the server's only model)",
     "out": "output folder for results.json, report.html, junit.xml, summary.md (default: reports/latest)",
 }
 
@@ -42,8 +44,10 @@ def pytest_addoption(parser):
     group.addoption("--awq-gates", action="store_true", default=False,
                     help="run the awqguard gates (reference vs AWQ candidate) as test items")
     for name, text in OPTIONS.items():
-        group.addoption(f"--awq-{name}", dest=f"awq_{name}", default=None, metavar="PATH", help=text)
-        parser.addini(f"awq_gates_{name}", f"awqguard: {text}", default=None)
+        key = name.replace("-", "_")
+        group.addoption(f"--awq-{name}", dest=f"awq_{key}", default=None, metavar="NAME" if "model" in name else "PATH",
+                        help=text)
+        parser.addini(f"awq_gates_{key}", f"awqguard: {text}", default=None)
 
 
 def pytest_configure(config):
@@ -88,6 +92,7 @@ class AwqGates:
             return config.getoption(f"awq_{name}") or config.getini(f"awq_gates_{name}") or None
         try:
             overrides = {name: option(name) for name in ("suite", "reference", "candidate", "out")}
+            overrides.update({f"{role}.model": option(f"{role}_model") for role in ("reference", "candidate")})
             check = build_check_config(option("config"), overrides, "pytest options")
             check_writable(check.out, "--awq-out")            # before any work, not after it
         except AwqguardError as exc:

@@ -41,17 +41,26 @@ class Scores:
     """Teacher-forced next-token log-probabilities of one sequence, from position `start` on.
 
     `logprobs` is [n, V] over the whole vocabulary when `token_ids` is None, else [n, K] for the
-    K tokens named in `token_ids` [n, K] (a server that returns only its top K). `targets` [n] are
-    the tokens the sequence actually holds at those positions.
+    K tokens named in `token_ids` [n, K] (a server that returns only its top K; -1 pads a shorter
+    row). `targets` [n] are the tokens the sequence actually holds at those positions and
+    `target_logprobs` [n] their log-probabilities (exact even when a target is not in the top K).
+    `valid` [n] is False at positions the backend could not score (dropped from every metric).
     """
 
     targets: torch.Tensor
     logprobs: torch.Tensor
     token_ids: torch.Tensor | None = None
+    target_logprobs: torch.Tensor | None = None
+    valid: torch.Tensor | None = None
 
     @property
     def full_vocabulary(self) -> bool:
         return self.token_ids is None
+
+    @property
+    def top_k(self) -> int | None:
+        """K of a top-K score, None for the whole vocabulary."""
+        return None if self.token_ids is None else int(self.token_ids.shape[-1])
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,15 @@ class Backend(Protocol):
     @property
     def vocab_size(self) -> int:
         """Rows of the model's input embedding: every token id must be below it."""
+
+    @property
+    def score_prefix(self) -> tuple[int, ...]:
+        """Tokens every scored sequence must begin with (empty for most backends); the teacher-forced
+        stage gives both variants the same prefixed sequences."""
+
+    @property
+    def scoring_unavailable(self) -> str | None:
+        """Why this backend cannot score sequences (its teacher-forced gates are skipped), or None."""
 
     def generate(self, prompts: Sequence[str], decoding: Decoding, seeds: Sequence[int] = (0,), *,
                  budgets: Sequence[int] | None = None, stop_at_eos: bool = True,

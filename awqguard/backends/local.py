@@ -34,6 +34,9 @@ class LocalBackend:
     def vocab_size(self) -> int:
         return self.model.get_input_embeddings().num_embeddings
 
+    score_prefix: tuple[int, ...] = ()
+    scoring_unavailable: str | None = None
+
     def generate(self, prompts: Sequence[str], decoding: Decoding, seeds: Sequence[int] = (0,), *,
                  budgets: Sequence[int] | None = None, stop_at_eos: bool = True,
                  on_batch: Callable[[int], None] | None = None) -> list[list[Generation]]:

@@ -24,8 +24,8 @@ from awqguard.gates.policy import DEFAULT_GATES, OVERRIDE_SCHEMA, Gate
 from awqguard.quantizer.config import QuantConfig
 
 DEFAULTS: dict[str, Any] = {
-    "reference": None,                  # model folder / .gguf; None = SmolLM2-135M-Instruct
-    "candidate": None,                  # checkpoint folder; None = quantized from the reference (cached)
+    "reference": None,                  # model folder / .gguf / endpoint; None = SmolLM2-135M-Instruct
+    "candidate": None,                  # checkpoint folder / endpoint; None = quantized from the reference (cached)
     "suite": "fixtures/default",
     "out": "reports/latest",
     "seeds": [0, 1],
@@ -42,13 +42,22 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _POSITIVE = {"type": "integer", "minimum": 1}
+ENDPOINT_SCHEMA: dict[str, Any] = {     # a served model (backends/http.py Endpoint)
+    "type": "object", "additionalProperties": False, "required": ["endpoint"],
+    "properties": {"endpoint": {"type": "string", "pattern": "^https?://"}, "model": {"type": ["string", "null"]},
+                   "api_key_env": {"type": ["string", "null"]}, "tokenizer": {"type": ["string", "null"]},
+                   "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 256},
+                   "timeout_s": {"type": "number", "exclusiveMinimum": 0}, "retries": {"type": "integer", "minimum": 0},
+                   "top_logprobs": {"type": "integer", "minimum": 1, "maximum": 1000},
+                   "revision": {"type": "string"}}}
+_MODEL = {"oneOf": [{"type": ["string", "null"]}, ENDPOINT_SCHEMA]}
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "reference": {"type": ["string", "null"]},
-        "candidate": {"type": ["string", "null"]},
+        "reference": _MODEL,
+        "candidate": _MODEL,
         "suite": {"type": "string"},
         "out": {"type": "string"},
         "seeds": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
@@ -145,13 +154,17 @@ def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
 
 
 def _describe(error) -> str:
-    where = ".".join(str(p) for p in error.path) or "(top level)"
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
     if error.validator == "additionalProperties":
         known = sorted(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in known]
         hints = [f"{k!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else "")
                  for k in extra]
         return f"{where}: unknown key {', '.join(hints)}; allowed: {', '.join(known)}"
+    if error.validator == "oneOf" and error.context:
+        import jsonschema
+        inner = [e for e in error.context if not (e.validator == "type" and not e.path)] or list(error.context)
+        return _describe(jsonschema.exceptions.best_match(inner))
     if "propertyNames" in error.schema_path:       # jsonschema reports the inner enum failure
         known = [g.id for g in DEFAULT_GATES]
         m = difflib.get_close_matches(str(error.instance), known, 1)
@@ -218,6 +231,14 @@ def check_config_of(data: Mapping[str, Any], label: str = "configuration") -> Ch
 
 
 def _set(data: dict[str, Any], key: str, value: Any) -> None:
+    role = key.split(".")[0]
+    if role in ("reference", "candidate") and "." in key:        # a served model's field, e.g. candidate.model
+        spec = data.get(role)
+        if isinstance(spec, str) and spec.startswith(("http://", "https://")):
+            data[role] = spec = {"endpoint": spec}
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{key} applies to a served {role} only: give the {role} as an endpoint URL "
+                              f"(--{role} http://HOST:PORT/v1)")
     *parents, last = key.split(".")
     for part in parents:
         data = data.setdefault(part, {})

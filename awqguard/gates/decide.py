@@ -65,6 +65,16 @@ def run_notices(settings, items: list[Item], ref_fingerprint: str, cand_fingerpr
     return out
 
 
+def served_notice(reference_served: bool, candidate_served: bool, greedy: bool) -> list[str]:
+    """What the drift gates compare when a variant is served (sampling cannot be coupled over HTTP)."""
+    if greedy or reference_served == candidate_served:
+        return []
+    return ["One variant is served and the other runs in this process, so their answers do not share random "
+            "numbers: drift is judged against the reference's own seed-to-seed spread (drift.seed_noise), not "
+            "against coupled samples. Serve both variants the same way, or use decoding.greedy: true, to compare "
+            "answers draw for draw."]
+
+
 def non_finite_notice(metrics: dict[str, Measurement]) -> list[str]:
     names = sorted(name for name, m in metrics.items() if any(not math.isfinite(v) for v in m.numbers()))
     if not names:

@@ -18,7 +18,7 @@ from awqguard import cache, files
 from awqguard.backends import Backend
 from awqguard.gates import aggregate, prompt
 from awqguard.gates.config import CheckConfig, check_config_of
-from awqguard.gates.decide import decide, non_finite_notice, run_notices, symptom_entries
+from awqguard.gates.decide import decide, non_finite_notice, run_notices, served_notice, symptom_entries
 from awqguard.gates.document import Measurement, ResultsDocument, Summary
 from awqguard.gates.load import (Contender, LoadedModel, SuiteInput, check_tokenizer, from_memory, load_candidate,
                                  load_reference, load_suite_input)
@@ -90,7 +90,7 @@ def run_gates(check: CheckConfig | dict, use_cache: bool = True, warn_only: bool
     settings = settings_from(config)
     with stages("load suite"):
         suite_input = load_suite_input(config)
-    models = load_models(check, settings, stages, reference, candidate)
+    models = load_models(check, settings, stages, reference, candidate, use_cache)
     with stages("retrieval"):
         retrieval = retrieval_stage(config["pipeline"], suite_input.chunks, use_cache)
     runs = run_variants(suite_input, models, retrieval, settings, stages, use_cache)
@@ -108,15 +108,16 @@ def run_gates(check: CheckConfig | dict, use_cache: bool = True, warn_only: bool
     return document.to_json()
 
 
-def load_models(config: CheckConfig, settings: RunSettings, stages: Stages, reference, candidate) -> Models:
+def load_models(config: CheckConfig, settings: RunSettings, stages: Stages, reference, candidate,
+                use_cache: bool = True) -> Models:
     """Both contenders, each with a tokenizer that fits its model and encodes as the reference's does."""
     with stages("load models"):
         ref = from_memory(reference, settings.batch_size) if reference is not None else \
-            load_reference(config.data, settings.batch_size)
+            load_reference(config.data, settings.batch_size, use_cache)
         check_tokenizer(ref.backend, f"reference {ref.source}")
     with stages("candidate"):
         cand = from_memory(candidate, settings.batch_size) if candidate is not None else \
-            load_candidate(config, ref, settings.batch_size)
+            load_candidate(config, ref, settings.batch_size, use_cache)
         check_tokenizer(cand.backend, f"candidate {cand.source}", ref.backend.tokenizer)
     return Models(ref, cand)
 
@@ -165,6 +166,16 @@ def measure(suite_input: SuiteInput, runs: Runs, retrieval: Retrieval, settings:
     return Measured(records, summaries, flips, metrics)
 
 
+def request_counts(models: Models) -> dict[str, dict]:
+    """Per served variant: requests the server answered in this run, answers read from the cache, retries."""
+    out = {}
+    for name, contender in (("reference", models.reference), ("candidate", models.candidate)):
+        client = getattr(contender.backend, "client", None)
+        if contender.endpoint and client is not None:
+            out[name] = {"endpoint": contender.endpoint, **client.counts.to_dict()}
+    return out
+
+
 def results_document(config, warn_only, gates, suite_input: SuiteInput, models: Models, retrieval: Retrieval,
                      runs: Runs, measured: Measured, entropy: EntropyResult, perplexity: PerplexityResult,
                      settings: RunSettings, stages: Stages, use_cache: bool) -> ResultsDocument:
@@ -173,7 +184,8 @@ def results_document(config, warn_only, gates, suite_input: SuiteInput, models: 
     cost = cost_section(ref, cand, runs.runs, any(runs.cache_hits.values()), peak_rss_mib())
     metrics = {**measured.metrics, **entropy.metrics, **perplexity.metrics, **cost.metrics}
     notices = retrieval.notices + run_notices(settings, suite_input.items, ref.fingerprint, cand.fingerprint,
-                                              measured.summaries) + non_finite_notice(metrics)
+                                              measured.summaries) + non_finite_notice(metrics) \
+        + served_notice(bool(ref.endpoint), bool(cand.endpoint), settings.decoding.greedy)
     verdicts = decide(gates, metrics, measured.summaries, measured.flips)
     return ResultsDocument(
         awqguard_version=__version__, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -185,5 +197,6 @@ def results_document(config, warn_only, gates, suite_input: SuiteInput, models: 
         evidence=evidence_section(config, ref, cand, suite_input.suite),
         cache={"root": str(cache.cache_root()), "used": use_cache, "hits": runs.cache_hits},
         timing={"wall_s": stages.total(), "stages": stages.seconds,
-                "generation": {v: runs.runs[v]["timing"] for v in aggregate.VARIANTS}},
+                "generation": {v: runs.runs[v]["timing"] for v in aggregate.VARIANTS},
+                **({"requests": requests} if (requests := request_counts(models)) else {})},
         records=measured.records)

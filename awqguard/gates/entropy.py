@@ -13,27 +13,51 @@ import numpy as np
 
 from awqguard.backends.base import Scores
 from awqguard.gates import metrics as m
-from awqguard.gates.perplexity import kl_per_token
+from awqguard.gates import topk
 
 SMOOTH_WINDOW = 64
 
 
 def position_curves(pairs: Iterable[tuple[Scores, Scores]]) -> dict | None:
     """Mean per-position entropy of both models, KL and top-1 agreement over the (reference,
-    candidate) scores of each continuation; None without continuations."""
-    h_r, h_c, kl, agree = [], [], [], []
+    candidate) scores of each continuation; None without continuations. When either side is
+    top-K, both entropies are top-K estimates at the same K (gates/topk.py); positions a backend
+    could not score are left out of that position's mean."""
+    h_r, h_c, kl, agree, ks = [], [], [], [], set()
     for ref, cand in pairs:
-        lp_r, lp_c = ref.logprobs, cand.logprobs
-        h_r.append(m.entropy(lp_r.cpu().numpy()))
-        h_c.append(m.entropy(lp_c.cpu().numpy()))
-        kl.append(kl_per_token(lp_r, lp_c).cpu().numpy())
-        agree.append((lp_r.argmax(-1) == lp_c.argmax(-1)).float().cpu().numpy())
+        k = topk.common_k(ref, cand)
+        keep = (topk.valid_mask(ref) & topk.valid_mask(cand)).cpu().numpy()
+        if k is None:
+            h_r.append(m.entropy(ref.logprobs.cpu().numpy()))
+            h_c.append(m.entropy(cand.logprobs.cpu().numpy()))
+        else:
+            h_r.append(topk.entropy(topk.as_top_k(ref, k)).cpu().numpy())
+            h_c.append(topk.entropy(topk.as_top_k(cand, k)).cpu().numpy())
+        kl.append(topk.kl(ref, cand).cpu().numpy())
+        agree.append((topk.top_token(ref) == topk.top_token(cand)).float().cpu().numpy())
+        for series in (h_r, h_c, kl, agree):
+            series[-1] = np.where(keep, series[-1], np.nan)
+        ks.add(k)
     if not h_r:
         return None
     length = min(len(x) for x in h_r)
-    mean = lambda xs: np.mean([x[:length] for x in xs], axis=0)
+    mean = lambda xs: _position_mean(np.array([x[:length] for x in xs], dtype=np.float64))
+    k = min((x for x in ks if x is not None), default=None)
     return {"entropy_reference": mean(h_r), "entropy_candidate": mean(h_c), "kl": mean(kl),
-            "top1_agreement": mean(agree), "sequences": len(h_r), "length": length}
+            "top1_agreement": mean(agree), "sequences": len(h_r), "length": length,
+            **({"estimate": topk.estimate_label(k)} if k is not None else {})}
+
+
+def _position_mean(rows: np.ndarray) -> np.ndarray:
+    """Mean over sequences per position, unscored positions left out; a position no sequence could
+    score takes its neighbours' value (curves must be finite)."""
+    if not np.isnan(rows).any():
+        return rows.mean(axis=0)
+    scored = (~np.isnan(rows)).sum(axis=0)
+    curve = np.where(scored > 0, np.nansum(rows, axis=0) / np.maximum(scored, 1), np.nan)
+    idx = np.arange(len(curve))
+    good = ~np.isnan(curve)
+    return np.interp(idx, idx[good], curve[good]) if good.any() else np.zeros_like(curve)
 
 
 def entropy_verdict(h_reference: np.ndarray, h_candidate: np.ndarray, window: int = SMOOTH_WINDOW) -> dict:

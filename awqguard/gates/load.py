@@ -13,6 +13,7 @@ from typing import Any
 
 from awqguard import cache
 from awqguard.backends import Backend, LocalBackend
+from awqguard.backends.http import Endpoint
 from awqguard.errors import ConfigError
 from awqguard.gates.chunker import Chunk, chunk_corpus
 from awqguard.gates.config import DEFAULTS, CheckConfig
@@ -44,10 +45,12 @@ class Contender:
     quantized: bool
     reused: bool = False                # a cached quantization was reused
     model_source: ModelSource | None = None
+    endpoint: str = ""                  # the API root of a served model
 
     def describe(self) -> dict:
-        return {"source": self.source, "path": self.path, "fingerprint": self.fingerprint,
-                "quantized": self.quantized, "reused": self.reused}
+        out = {"source": self.source, "path": self.path, "fingerprint": self.fingerprint,
+               "quantized": self.quantized, "reused": self.reused}
+        return {**out, "endpoint": self.endpoint} if self.endpoint else out
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,25 @@ def from_memory(given: LoadedModel | Backend, batch_size: int) -> Contender:
     return Contender(backend, backend.info.label, "", backend.info.fingerprint, backend.info.quantized)
 
 
-def load_reference(config: dict, batch_size: int) -> Contender:
+def served(endpoint: Endpoint, role: str, tokenizer, use_cache: bool) -> Contender:
+    """A model behind an OpenAI-compatible endpoint, prompted through `tokenizer` (or its own `tokenizer:`)."""
+    from awqguard.backends.served import ServedBackend
+    if endpoint.tokenizer is not None:
+        source = resolve_model(endpoint.tokenizer)
+        if source.gguf_file:
+            load_model(source)                # a GGUF's conversion writes the tokenizer it reads
+        tokenizer = load_tokenizer(source)
+    if tokenizer is None:
+        raise ConfigError(f"{role}: a served {role} needs the tokenizer its prompts are rendered with: give "
+                          f"{role}.tokenizer: PATH (the model's folder, its tokenizer files, or its .gguf)")
+    backend = ServedBackend(endpoint, tokenizer, use_cache=use_cache, quantized=role == "candidate")
+    label = f"{backend.server.model} served at {endpoint.base}"
+    return Contender(backend, label, "", backend.info.fingerprint, role == "candidate", endpoint=endpoint.base)
+
+
+def load_reference(config: dict, batch_size: int, use_cache: bool = True) -> Contender:
+    if (endpoint := Endpoint.of(config["reference"])) is not None:
+        return served(endpoint, "reference", None, use_cache)
     source = resolve_model(config["reference"])
     fp = fingerprint(source)
     model = load_model(source)            # first: a GGUF's conversion also saves its tokenizer
@@ -93,9 +114,11 @@ def load_reference(config: dict, batch_size: int) -> Contender:
     return Contender(backend, source.label, str(source.path), fp, False, model_source=source)
 
 
-def load_candidate(config: CheckConfig, reference: Contender, batch_size: int) -> Contender:
+def load_candidate(config: CheckConfig, reference: Contender, batch_size: int, use_cache: bool = True) -> Contender:
     """The candidate named in the config, or the reference quantized with awqguard's AWQ."""
     from awqguard.quantizer.checkpoint import RECORD_FILE, load_quantized, read_quantization_config
+    if (endpoint := Endpoint.of(config.data["candidate"])) is not None:
+        return served(endpoint, "candidate", reference.backend.tokenizer, use_cache)
     if config.data["candidate"] is None:
         return _quantized_reference(config, reference, batch_size)
     source = resolve_model(config.data["candidate"])
@@ -113,6 +136,9 @@ def load_candidate(config: CheckConfig, reference: Contender, batch_size: int) -
 def _quantized_reference(config: CheckConfig, reference: Contender, batch_size: int) -> Contender:
     from awqguard.quantizer.api import quantize
     qcfg = config.quantize
+    if reference.endpoint:
+        raise ConfigError(f"the reference is served at {reference.endpoint}, so awqguard cannot quantize it into a "
+                          "candidate: name the candidate (a checkpoint folder, or candidate: {endpoint: URL})")
     ref_source = reference.model_source or resolve_model(config.data["reference"])
     out = cache.entry("candidates", cache.cache_key({"model": reference.fingerprint, "quant": qcfg.to_dict()}))
     with cache.lock(out):            # a parallel check of the same reference waits, then reuses it

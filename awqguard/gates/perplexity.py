@@ -13,6 +13,7 @@ import torch
 
 from awqguard.backends.base import Scores
 from awqguard.backends.local import LocalBackend
+from awqguard.gates import topk
 
 
 def heldout_windows(tokenizer, texts: list[str], window: int = 512, max_windows: int | None = None) -> torch.Tensor:
@@ -36,36 +37,42 @@ def perplexity(nll: torch.Tensor) -> float:
     return math.exp(float(nll.double().mean()))
 
 
-def kl_per_token(ref_logprobs: torch.Tensor, cand_logprobs: torch.Tensor) -> torch.Tensor:
-    """KL(p_ref ‖ p_cand) per position, from log-probabilities [..., V]."""
-    return (ref_logprobs.exp() * (ref_logprobs - cand_logprobs)).sum(dim=-1).clamp(min=0)
-
-
 @dataclass
 class LogitDrift:
-    """llama.cpp's perplexity-tool summary of a candidate against a reference."""
+    """llama.cpp's perplexity-tool summary of a candidate against a reference. `top_k` is set when
+    KL came from top-K scores (a lower-bound estimate, gates/topk.py); `positions` were scored by both."""
 
     ppl_reference: float
     ppl_candidate: float
     mean_kl: float
     p99_kl: float
     same_top_rate: float
+    top_k: int | None = None
+    positions: int = 0
 
     def to_dict(self) -> dict:
-        return {k: round(v, 6) for k, v in self.__dict__.items()}
+        out = {k: round(v, 6) for k, v in self.__dict__.items() if isinstance(v, float)}
+        return {**out, "positions": self.positions,
+                **({"kl_estimate": topk.estimate_label(self.top_k)} if self.top_k is not None else {})}
 
 
 def compare_scores(pairs: Iterable[tuple[Scores, Scores]]) -> LogitDrift:
-    """Perplexity of both models and KL / top-token agreement from their scores of the same windows."""
-    nll_r, nll_c, kls, same = [], [], [], []
+    """Perplexity of both models and KL / top-token agreement from their scores of the same windows,
+    over the positions both could score."""
+    nll_r, nll_c, kls, same, ks = [], [], [], [], set()
     for ref, cand in pairs:
-        nll_r.append(token_nll(ref.targets, ref.logprobs).flatten().cpu())
-        nll_c.append(token_nll(cand.targets, cand.logprobs).flatten().cpu())
-        kls.append(kl_per_token(ref.logprobs, cand.logprobs).flatten().cpu())
-        same.append((ref.logprobs.argmax(-1) == cand.logprobs.argmax(-1)).flatten().cpu())
+        keep = topk.valid_mask(ref) & topk.valid_mask(cand)
+        nll_r.append(-topk.target_logprobs(ref)[keep].flatten().cpu())
+        nll_c.append(-topk.target_logprobs(cand)[keep].flatten().cpu())
+        kls.append(topk.kl(ref, cand)[keep].flatten().cpu())
+        same.append((topk.top_token(ref) == topk.top_token(cand))[keep].flatten().cpu())
+        ks.add(topk.common_k(ref, cand))
     kl = torch.cat(kls).double()
+    if kl.numel() == 0:
+        raise ValueError("no position was scored by both models")
+    k = min((x for x in ks if x is not None), default=None)
     return LogitDrift(perplexity(torch.cat(nll_r)), perplexity(torch.cat(nll_c)), float(kl.mean()),
-                      float(torch.quantile(kl.float(), 0.99)), float(torch.cat(same).float().mean()))
+                      float(torch.quantile(kl.float(), 0.99)), float(torch.cat(same).float().mean()), k, kl.numel())
 
 
 def compare_models(reference, candidate, windows: torch.Tensor) -> LogitDrift:

@@ -109,10 +109,12 @@ class Gate:
         verdict = self.check(measured.gated, measured.reference, measured.reason)
         failing = verdict.status in ("fail", "warn")
         fixes = dict.fromkeys(f for s in self.symptoms for f in SYMPTOMS[s].fixes) if failing else {}
+        estimate = measured.details.get("estimate")
+        message = f"{verdict.message} [{estimate}]" if estimate and verdict.status != "skip" else verdict.message
         return GateResult(
             self.id, self.metric, self.description, _rounded(verdict.value), _rounded(verdict.reference),
             self.threshold, self.op, self.tolerance, self.severity, verdict.status, verdict.passed, verdict.basis,
-            verdict.message, measured.ci, tuple((s, SYMPTOMS[s].title) for s in self.symptoms), tuple(fixes),
+            message, measured.ci, tuple((s, SYMPTOMS[s].title) for s in self.symptoms), tuple(fixes),
             worst_items if verdict.status != "skip" else ())
 
 

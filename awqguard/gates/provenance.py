@@ -28,7 +28,9 @@ def cost_section(reference: Contender, candidate: Contender, runs: dict[str, dic
                  peak_rss: float | None) -> Cost:
     """The weight-bytes ratio (a metric only for a candidate that claims quantization) and the cost figures."""
     ref_bytes, cand_bytes = reference.backend.weight_bytes(), candidate.backend.weight_bytes()
-    if candidate.quantized:
+    if ref_bytes is None or cand_bytes is None:
+        ratio = Measurement.not_measured("a served model does not say how many bytes its weights take")
+    elif candidate.quantized:
         ratio = Measurement.paired(cand_bytes / ref_bytes)
     else:
         ratio = Measurement.not_measured("the candidate is a float model (it claims no quantization)")

@@ -15,6 +15,7 @@ import numpy as np
 from awqguard.backends import Backend
 from awqguard.gates.document import Measurement
 from awqguard.gates.entropy import entropy_verdict, position_curves
+from awqguard.gates import topk
 from awqguard.gates.fixtures import Suite
 from awqguard.gates.perplexity import LogitDrift, compare_scores, heldout_windows
 
@@ -31,44 +32,78 @@ class PerplexityResult:
     drift: LogitDrift | None
 
 
+ENTROPY_METRICS = ("entropy.onset_shift", "entropy.slope_excess", "continuation.kl_mean", "continuation.top1_agreement")
+PERPLEXITY_METRICS = ("perplexity.ratio", "kl.mean", "kl.p99", "same_top.rate")
+ESTIMATED = {"entropy.onset_shift", "entropy.slope_excess", "continuation.kl_mean", "kl.mean", "kl.p99"}
+
+
 def entropy_stage(reference: Backend, candidate: Backend, continuations: dict[str, dict]) -> EntropyResult:
     """Entropy onset and slope of both models along the reference's long continuations."""
+    reason = _cannot_score(reference, candidate) or (None if continuations else "the suite has no long items")
+    if reason:
+        return EntropyResult({name: Measurement.not_measured(reason) for name in ENTROPY_METRICS[:2]})
     curves = position_curves(_continuation_pairs(reference, candidate, continuations))
-    if curves is None:
-        reason = "the suite has no long items"
-        return EntropyResult({"entropy.onset_shift": Measurement.not_measured(reason),
-                              "entropy.slope_excess": Measurement.not_measured(reason)})
     verdict = entropy_verdict(curves["entropy_reference"], curves["entropy_candidate"])
-    metrics = {"entropy.onset_shift": Measurement.paired(verdict["onset_shift"]),
-               "entropy.slope_excess": Measurement.paired(verdict["slope_excess"]),
-               "continuation.kl_mean": Measurement.paired(float(curves["kl"].mean())),
-               "continuation.top1_agreement": Measurement.paired(float(curves["top1_agreement"].mean()))}
+    values = {"entropy.onset_shift": verdict["onset_shift"], "entropy.slope_excess": verdict["slope_excess"],
+              "continuation.kl_mean": float(curves["kl"].mean()),
+              "continuation.top1_agreement": float(curves["top1_agreement"].mean())}
+    estimate = curves.get("estimate")
+    metrics = {name: _measured(name, value, estimate) for name, value in values.items()}
     return EntropyResult(metrics, {k: _listify(v) for k, v in {**verdict, **curves}.items()})
+
+
+def _measured(name: str, value: float, estimate: str | None, **details) -> Measurement:
+    """A paired figure, labelled as a top-K estimate where it is one."""
+    if estimate is not None and name in ESTIMATED:
+        details["estimate"] = estimate
+    return Measurement.paired(value, **details)
+
+
+def _cannot_score(*backends: Backend) -> str | None:
+    reasons = [b.scoring_unavailable for b in backends if b.scoring_unavailable]
+    return "; ".join(reasons) if reasons else None
+
+
+def prefixed(sequence: list[int], start: int, prefix: tuple[int, ...]) -> tuple[list[int], int]:
+    """The sequence with the backends' required leading tokens (when it lacks them) and its new start."""
+    if not prefix or tuple(sequence[:len(prefix)]) == prefix:
+        return sequence, start
+    return list(prefix) + sequence, start + len(prefix)
+
+
+def _prefix(*backends: Backend) -> tuple[int, ...]:
+    return max((tuple(b.score_prefix) for b in backends), key=len)
 
 
 def _continuation_pairs(reference: Backend, candidate: Backend, continuations: dict[str, dict]):
     """(reference scores, candidate scores) of each continuation, one at a time (they are large)."""
+    prefix = _prefix(reference, candidate)
     for cont in continuations.values():
         prompt_ids = reference.tokenizer(cont["prompt"], add_special_tokens=False)["input_ids"]
-        sequence = [list(prompt_ids) + list(cont["tokens"])]
-        yield (next(reference.score(sequence, len(prompt_ids))), next(candidate.score(sequence, len(prompt_ids))))
+        sequence, start = prefixed(list(prompt_ids) + list(cont["tokens"]), len(prompt_ids), prefix)
+        yield next(reference.score([sequence], start)), next(candidate.score([sequence], start))
 
 
 def perplexity_stage(reference: Backend, candidate: Backend, suite: Suite, window: int, max_windows: int) -> PerplexityResult:
     """Perplexity ratio, KL and same-top rate on the suite's corpus, cut into windows by the reference's tokenizer."""
     texts = [d.text for d in sorted(suite.documents.values(), key=lambda d: d.stem)]
+    reason = _cannot_score(reference, candidate)
     try:
         windows = heldout_windows(reference.tokenizer, texts, window, max_windows).tolist()
     except ValueError as exc:
         reason = f"the suite's corpus is too short ({exc})"
-        return PerplexityResult({name: Measurement.not_measured(reason) for name in ("perplexity.ratio", "kl.mean")},
-                                None)
-    drift = compare_scores(zip(reference.score(windows, 1), candidate.score(windows, 1)))
-    metrics = {"perplexity.ratio": Measurement.paired(drift.ppl_candidate / drift.ppl_reference,
-                                                      ppl_reference=drift.ppl_reference,
-                                                      ppl_candidate=drift.ppl_candidate),
-               "kl.mean": Measurement.paired(drift.mean_kl), "kl.p99": Measurement.paired(drift.p99_kl),
-               "same_top.rate": Measurement.paired(drift.same_top_rate)}
+    if reason:
+        return PerplexityResult({name: Measurement.not_measured(reason) for name in PERPLEXITY_METRICS[:2]}, None)
+    pairs = [prefixed(w, 1, _prefix(reference, candidate)) for w in windows]
+    start = pairs[0][1]
+    sequences = [seq for seq, _ in pairs]
+    drift = compare_scores(zip(reference.score(sequences, start), candidate.score(sequences, start)))
+    estimate = topk.estimate_label(drift.top_k)
+    values = {"perplexity.ratio": drift.ppl_candidate / drift.ppl_reference, "kl.mean": drift.mean_kl,
+              "kl.p99": drift.p99_kl, "same_top.rate": drift.same_top_rate}
+    metrics = {name: _measured(name, value, estimate) for name, value in values.items()}
+    metrics["perplexity.ratio"] = Measurement.paired(values["perplexity.ratio"], ppl_reference=drift.ppl_reference,
+                                                     ppl_candidate=drift.ppl_candidate)
     return PerplexityResult(metrics, drift)
 
 

@@ -26,6 +26,14 @@ class ProtocolOnly:
     def vocab_size(self):
         return self._inner.vocab_size
 
+    @property
+    def score_prefix(self):
+        return self._inner.score_prefix
+
+    @property
+    def scoring_unavailable(self):
+        return self._inner.scoring_unavailable
+
     def generate(self, *args, **kwargs):
         self.calls.append("generate")
         return self._inner.generate(*args, **kwargs)
