@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=.venv-lock
 rm -rf "$venv" && python3 -m venv "$venv"
-PYTHON="$venv/bin/python" bash scripts/install.sh --newest
+PYTHON="$venv/bin/python" bash scripts/install.sh --newest --served
 head -n 4 constraints.txt | grep '^#' > constraints.new || true
 "$venv/bin/python" -m pip freeze --exclude-editable | grep -v -e '^torch==' -e '^#' | sed 's/+cpu$//' >> constraints.new
 mv constraints.new constraints.txt
