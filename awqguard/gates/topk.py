@@ -94,3 +94,26 @@ def kl(reference: Scores, candidate: Scores) -> torch.Tensor:
 def estimate_label(k: int | None) -> str | None:
     """How a KL or entropy figure was obtained, for every place it is shown (None when exact)."""
     return None if k is None else f"top-{k} estimate"
+
+
+def estimator_error(pairs, ks: tuple[int, ...]) -> dict[int, dict[str, float]]:
+    """For full-vocabulary (reference, candidate) scores: exact mean KL and entropy beside their top-K
+    estimates at each K (what a served check would report), with the estimates' errors."""
+    exact_kl, exact_h, est_kl, est_h = [], [], {k: [] for k in ks}, {k: [] for k in ks}
+    for ref, cand in pairs:
+        exact_kl.append(kl(ref, cand).double())
+        exact_h.append(entropy(ref).double())
+        for k in ks:
+            est_kl[k].append(kl(as_top_k(ref, k), as_top_k(cand, k)).double())
+            est_h[k].append(entropy(as_top_k(ref, k)).double())
+    kl_x, h_x = torch.cat(exact_kl).flatten(), torch.cat(exact_h).flatten()
+    out = {}
+    for k in ks:
+        kl_k, h_k = torch.cat(est_kl[k]).flatten(), torch.cat(est_h[k]).flatten()
+        out[k] = {"kl_exact": float(kl_x.mean()), "kl_estimate": float(kl_k.mean()),
+                  "kl_share_captured": float(kl_k.mean() / kl_x.mean()) if float(kl_x.mean()) > 0 else 1.0,
+                  "kl_above_exact_positions": int((kl_k > kl_x + 1e-5).sum()),
+                  "entropy_exact": float(h_x.mean()), "entropy_estimate": float(h_k.mean()),
+                  "entropy_mean_abs_error": float((h_k - h_x).abs().mean()),
+                  "entropy_above_exact_positions": int((h_k > h_x + 1e-5).sum()), "positions": int(kl_x.numel())}
+    return out
