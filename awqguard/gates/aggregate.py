@@ -85,7 +85,8 @@ def _run_side(stick: Stick, item: Item, ev: Evidence, run: dict, j: int, retriev
         run["retrieved"], a["text"], a["tokens"], aborted, a["loop"], **retrieval, **answer,
         hit=m.Run(answer["ds_aa"], aborted, answer["cites_anchor"]).hit,
         json_valid=m.json_valid(a["text"], item.schema) if item.kind == "json" else None,
-        step_labels=m.step_labels(step_trace(stick, ev, a["text"])) if item.kind == "long" and not aborted else None)
+        step_labels=m.step_labels(step_trace(stick, ev, a["text"])) if item.kind == "long" and not aborted else None,
+        prompt_tokens=run.get("prompt_tokens"))
 
 
 def item_summaries(records: Sequence[Record], stick: Stick, seeds_vary: bool = True) -> dict[str, ItemSummary]:

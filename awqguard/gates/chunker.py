@@ -45,12 +45,12 @@ def token_span(offsets: Sequence[tuple[int, int]], char_start: int, char_end: in
     return bisect.bisect_left(starts, char_start), bisect.bisect_left(starts, char_end)
 
 
-def _innermost(sections: Sequence[Section], char_pos: int) -> Section | None:
+def innermost_section(sections: Sequence[Section], char_pos: int) -> Section | None:
     inside = [s for s in sections if s.start <= char_pos < s.end]
     return max(inside, key=lambda s: (s.level, s.start)) if inside else None
 
 
-def _header_path(sections: Sequence[Section], section: Section | None) -> str:
+def header_path(sections: Sequence[Section], section: Section | None) -> str:
     if section is None:
         return ""
     chain = [s for s in sections if s.start <= section.start < s.end and s.level <= section.level]
@@ -68,9 +68,9 @@ def chunk_document(doc: Document, size: int = 96, overlap: int = 24) -> list[Chu
         if start >= end:
             break
         c0, c1 = offsets[start][0], offsets[end - 1][1]
-        section = _innermost(doc.sections, c0)
+        section = innermost_section(doc.sections, c0)
         chunks.append(Chunk(doc.stem, start, end, c0, c1, section.id if section else f"{doc.stem}#",
-                            _header_path(doc.sections, section), doc.text[c0:c1]))
+                            header_path(doc.sections, section), doc.text[c0:c1]))
         if end == len(offsets):
             break
     return chunks

@@ -92,7 +92,8 @@ def run_gates(check: CheckConfig | dict, use_cache: bool = True, warn_only: bool
         suite_input = load_suite_input(config)
     models = load_models(check, settings, stages, reference, candidate, use_cache)
     with stages("retrieval"):
-        retrieval = retrieval_stage(config["pipeline"], suite_input.chunks, use_cache)
+        retrieval = retrieval_stage(config["pipeline"], suite_input.chunks, use_cache,
+                                    custom_retriever(config["pipeline"]["retriever"], suite_input, settings))
     runs = run_variants(suite_input, models, retrieval, settings, stages, use_cache)
     with stages("measure"):
         measured = measure(suite_input, runs, retrieval, settings)
@@ -120,6 +121,16 @@ def load_models(config: CheckConfig, settings: RunSettings, stages: Stages, refe
             load_candidate(config, ref, settings.batch_size, use_cache)
         check_tokenizer(cand.backend, f"candidate {cand.source}", ref.backend.tokenizer)
     return Models(ref, cand)
+
+
+def custom_retriever(spec: str | None, suite_input: SuiteInput, settings: RunSettings):
+    """A builder of the user's retriever (asked every prompt of the suite up front), or None."""
+    if spec is None:
+        return None
+    from awqguard.gates.passages import CallableRetriever
+    queries = [q for it in suite_input.items for q in it.prompts]
+    depth = max([settings.top_k, settings.prompt_chunks, *settings.probe_k])
+    return lambda: CallableRetriever(spec, suite_input.suite, suite_input.chunks, queries, depth)
 
 
 def run_variants(suite_input: SuiteInput, models: Models, retrieval: Retrieval, settings: RunSettings,
@@ -155,7 +166,7 @@ def _cached_run(key_parts: dict, use_cache: bool, compute) -> tuple[dict, bool]:
 
 def measure(suite_input: SuiteInput, runs: Runs, retrieval: Retrieval, settings: RunSettings) -> Measured:
     """Records, item summaries and suite metrics, all measured with the full-precision stick."""
-    suite, items, chunks = suite_input.suite, suite_input.items, suite_input.chunks
+    suite, items, chunks = suite_input.suite, suite_input.items, retrieval.reference.chunks
     stick = Stick(retrieval.stick_embedder)
     evidence = aggregate.embed_texts(stick, suite, items, chunks, runs.runs)
     records = aggregate.build_records(suite, items, chunks, runs.runs, stick, evidence)

@@ -51,13 +51,19 @@ class Retrieval:
     notices: list[str]
 
 
-def retrieval_stage(pipe: dict, chunks: list[Chunk], use_cache: bool = True) -> Retrieval:
+def retrieval_stage(pipe: dict, chunks: list[Chunk], use_cache: bool = True, custom=None) -> Retrieval:
     """Both pipelines' retrieval: the full-precision embedder for the reference and, unless the
-    config says otherwise, the same embedder quantized by awqguard for the candidate."""
+    config says otherwise, the same embedder quantized by awqguard for the candidate. `custom`
+    builds the user's own retriever (pipeline.retriever), which then feeds both."""
     from awqguard.quantizer.config import QuantConfig
     folder = embedder_folder(pipe["embedder"])
     fp = fingerprint(ModelSource(str(folder), folder))
     stick_embedder = load_embedder(folder)
+    if custom is not None:
+        retriever = custom()
+        return Retrieval(stick_embedder, fp, retriever, retriever, [
+            f"Both variants retrieve through {retriever.label}: retrieval cannot differ between them, so the "
+            "retrieval gates check the pipeline itself; each passage is aligned to the suite's corpus for coverage."])
     reference = build_retriever(stick_embedder, "full precision", fp, chunks, use_cache)
     if not pipe["quantize_embedder"]:
         return Retrieval(stick_embedder, fp, reference, reference, [

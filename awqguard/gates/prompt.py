@@ -6,9 +6,11 @@ probe). Chunks carry their section id so answers can cite it. json items ask for
 
 from __future__ import annotations
 
+import functools
 import random
 from typing import Sequence
 
+from awqguard.errors import ConfigError
 from awqguard.gates.chunker import Chunk
 
 SYSTEM = ("Answer the question using only the documentation below. Be brief. "
@@ -19,9 +21,7 @@ JSON_INSTRUCTION = "Reply with one JSON object on a single line and nothing else
 def context_block(chunks: Sequence[Chunk], order: str = "fixed", seed: int = 0) -> str:
     if order not in ("fixed", "shuffled"):
         raise ValueError(f"header order must be fixed or shuffled; got {order!r}")
-    chunks = list(chunks)
-    if order == "shuffled":
-        random.Random(seed).shuffle(chunks)
+    chunks = ordered(chunks, order, seed)
     return "\n\n".join(f"[{c.section_id}] {c.header}\n{c.text}" for c in chunks)
 
 
@@ -32,6 +32,40 @@ def build_messages(question: str, chunks: Sequence[Chunk], kind: str = "qa", ord
     if kind == "json":
         user += f"\n{JSON_INSTRUCTION}"
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def ordered(chunks: Sequence[Chunk], order: str = "fixed", seed: int = 0) -> list[Chunk]:
+    chunks = list(chunks)
+    if order == "shuffled":
+        random.Random(seed).shuffle(chunks)
+    return chunks
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(source: str, name: str):
+    import jinja2
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    try:
+        return env.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(f"pipeline.prompt_template {name}, line {exc.lineno}: {exc.message}") from None
+
+
+def template_messages(source: str, name: str, question: str, chunks: Sequence[Chunk], kind: str = "qa",
+                      order: str = "fixed", seed: int = 0) -> list[dict[str, str]]:
+    """Chat messages from the user's own prompt template (pipeline.prompt_template): its output is the
+    user turn; a top-level `{% set system = "..." %}` replaces awqguard's system prompt ("" drops it)."""
+    import jinja2
+    passages = [{"text": c.text, "section_id": c.section_id, "header": c.header,
+                 "header_path": [h for h in c.header.split(" > ") if h]} for c in ordered(chunks, order, seed)]
+    try:
+        module = _compiled(source, name).make_module({"question": question, "chunks": passages, "kind": kind,
+                                                      "json_instruction": JSON_INSTRUCTION})
+    except jinja2.TemplateError as exc:
+        raise ConfigError(f"pipeline.prompt_template {name}: {exc}") from None
+    system = getattr(module, "system", SYSTEM)
+    user = str(module).strip()
+    return ([{"role": "system", "content": str(system)}] if system else []) + [{"role": "user", "content": user}]
 
 
 def render_prompts(tokenizer, conversations: Sequence[list[dict]]) -> list[str]:

@@ -50,6 +50,7 @@ class RunSide:
     hit: bool
     json_valid: bool | None = dataclasses.field(default=None, metadata=OPTIONAL)         # json items
     step_labels: list[str] | None = dataclasses.field(default=None, metadata=OPTIONAL)   # long items
+    prompt_tokens: int | None = dataclasses.field(default=None, metadata=OPTIONAL)      # the rendered prompt's length
 
     def to_json(self) -> dict[str, Any]:
         return _plain(self)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from awqguard import progress
@@ -18,7 +19,7 @@ from awqguard.backends.base import Backend, Decoding
 from awqguard.gates.fixtures import Item
 from awqguard.gates.metrics import repetition_loop
 from awqguard.gates.pipeline import Retriever
-from awqguard.gates.prompt import build_messages, render_prompts
+from awqguard.gates.prompt import build_messages, render_prompts, template_messages
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class RunSettings:
     probe_shuffle: bool
     entropy_tokens: int
     batch_size: int = 64             # prompts decoded together (x seeds rows): decode steps are weight-bound
+    prompt_template: str | None = None        # the user's template's source (pipeline.prompt_template)
+    prompt_template_name: str = ""
 
     def describe(self) -> dict:
         import dataclasses
@@ -54,7 +57,19 @@ def settings_from(config: dict) -> RunSettings:
                        header_order=pipe["header_order"],
                        decoding=Decoding(dec["greedy"], dec["temperature"], dec["top_p"], max(budget.values())),
                        max_new_tokens=budget, probe_items=probes["items"], probe_k=tuple(probes["k"]),
-                       probe_shuffle=probes["header_shuffle"], entropy_tokens=config["entropy"]["tokens"])
+                       probe_shuffle=probes["header_shuffle"], entropy_tokens=config["entropy"]["tokens"],
+                       prompt_template=_template_source(pipe["prompt_template"]),
+                       prompt_template_name=pipe["prompt_template"] or "")
+
+
+def _template_source(path: str | None) -> str | None:
+    from awqguard.errors import ConfigError
+    from awqguard.files import read_text
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise ConfigError(f"pipeline.prompt_template: {path} does not exist (give a Jinja2 template file)")
+    return read_text(path, ConfigError)
 
 
 @dataclass(frozen=True)
@@ -99,17 +114,21 @@ def plan(items: Sequence[Item], retriever: Retriever, s: RunSettings) -> tuple[l
     return main, probes
 
 
-def _prompt(tokenizer, retriever: Retriever, r: Request) -> str:
+def _prompt(tokenizer, retriever: Retriever, r: Request, s: RunSettings) -> str:
     chunks = [retriever.chunks[i] for i in r.chunk_ids[: r.shown]]
     seed = sum(map(ord, r.key["item"]))               # a shuffled order is fixed per item
-    return render_prompts(tokenizer, [build_messages(r.question, chunks, r.kind, r.order, seed)])[0]
+    if s.prompt_template is not None:
+        messages = template_messages(s.prompt_template, s.prompt_template_name, r.question, chunks, r.kind, r.order, seed)
+    else:
+        messages = build_messages(r.question, chunks, r.kind, r.order, seed)
+    return render_prompts(tokenizer, [messages])[0]
 
 
 def _generate(backend: Backend, retriever: Retriever, requests: list[Request], s: RunSettings,
               seeds: Sequence[int], label: str) -> list[dict]:
     """Answers for every request and seed. Each kind has its own length budget; requests are sorted
     by budget, then prompt length, so batches mix kinds only at the boundaries and pad little."""
-    prompts = [_prompt(backend.tokenizer, retriever, r) for r in requests]
+    prompts = [_prompt(backend.tokenizer, retriever, r, s) for r in requests]
     budget = [int(s.max_new_tokens.get(r.kind, s.decoding.max_new_tokens)) for r in requests]
     order = sorted(range(len(requests)), key=lambda i: (budget[i], len(prompts[i])))
     with progress.task(label, total=len(requests)) as bar:
@@ -130,7 +149,7 @@ def _continuations(backend: Backend, retriever: Retriever, main: list[Request], 
     """The greedy long continuation of each long item's question, of fixed length (end tokens
     forbidden): the text both models are teacher-forced on for entropy against length."""
     long_requests = [r for r in main if r.kind == "long" and r.key["prompt"] == 0]
-    prompts = [_prompt(backend.tokenizer, retriever, r) for r in long_requests]
+    prompts = [_prompt(backend.tokenizer, retriever, r, s) for r in long_requests]
     greedy = Decoding(greedy=True, max_new_tokens=s.entropy_tokens)
     return {r.key["item"]: {"prompt": p, "tokens": list(per_seed[0].token_ids)}
             for r, p, per_seed in zip(long_requests, prompts, backend.generate(prompts, greedy, (0,), stop_at_eos=False))}
