@@ -9,7 +9,7 @@ they return those; each dialect below says how its answer lines up with the prom
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -23,6 +23,11 @@ from awqguard.backends.http import Client, Endpoint, EndpointError
 NEUTRAL = {"llama-cpp-python": {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0},
            "vllm": {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0},
            "openai": {}}
+
+
+# llama-cpp-python's server answers one request at a time: more in flight only wait in its queue
+# (and time out there), so its requests are capped at this many.
+SERIAL_LIMIT = 2
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class ServedBackend:
         self.client = client or Client(endpoint, use_cache)
         self.server = probe(self.client, endpoint, tokenizer)
         self.client.cache_identity["model"] = self.server.model
+        if self.server.dialect == "llama-cpp-python" and endpoint.max_concurrency > SERIAL_LIMIT:
+            self.client.endpoint = replace(endpoint, max_concurrency=SERIAL_LIMIT)
         fingerprint = _fingerprint(endpoint, self.server.model)
         self.info = BackendInfo(label or f"{self.server.model} at {endpoint.base}", fingerprint, quantized,
                                 dtype="as served", device=f"served ({self.server.dialect})", kernel_paths=("served",))

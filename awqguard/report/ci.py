@@ -15,7 +15,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from awqguard.errors import strip_ansi
-from awqguard.report.format import gate_failure_text, number, run_counts, threshold_text, verdict_sentence
+from awqguard.report.format import estimate_note, gate_failure_text, number, run_counts, threshold_text, verdict_sentence
 
 SUITE_NAME = "awqguard.gates"
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")   # what XML 1.0 forbids
@@ -109,7 +109,7 @@ def summary_markdown(results: dict, report_name: str = "report.html") -> str:
         lines += [f"**Symptoms:** {symptoms}", ""]
     lines += ["| | gate | metric | candidate | reference | threshold |", "|---|---|---|---:|---:|---|"]
     for g in results["gates"]:
-        lines.append(f"| {ICON[g['status']]} | {md_text(g['id'])} | {md_code(g['metric'])} | {number(g['value'])} | "
+        lines.append(f"| {ICON[g['status']]} | {md_text(g['id'])} | {md_code(g['metric'])}{md_text(estimate_note(results, g['metric']))} | {number(g['value'])} | "
                      f"{number(g['reference'])} | {md_text(threshold_text(g))} |")
     problems = [g for g in results["gates"] if g["status"] in ("fail", "warn")]
     if problems:

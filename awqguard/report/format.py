@@ -49,6 +49,12 @@ def threshold_text(gate: dict, tolerance: bool = False) -> str:
     return bar + (f" (vs ref, tolerance {bound(gate['tolerance'])})" if tolerance else " (vs ref)")
 
 
+def estimate_note(results: dict, metric: str) -> str:
+    """" (top-K estimate)" after a metric a served variant could only estimate, else ""."""
+    estimate = results.get("metrics", {}).get(metric, {}).get("estimate")
+    return f" ({estimate})" if estimate else ""
+
+
 def verdict_word(passed: bool) -> str:
     return "PASSED" if passed else "FAILED"
 

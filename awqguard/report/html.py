@@ -27,8 +27,8 @@ def _entropy_plots(results: dict) -> tuple[dict, dict]:
     engine measured no continuation.kl_mean, so the one optional key read here is entropy_reference."""
     entropy = results["entropy"]
     if not entropy.get("entropy_reference"):
-        reason = "the suite has no long items"
-        note = "Not measured: the suite has no long items."
+        reason = results["metrics"].get("entropy.onset_shift", {}).get("reason") or "the suite has no long items"
+        note = f"Not measured: {reason}."
         return ({"title": "Entropy vs length", "svg": svg.empty_chart("Entropy vs length", reason), "note": note},
                 {"title": "KL over positions", "svg": svg.empty_chart("KL over positions", reason), "note": note})
     markers = [(entropy[k], f"onset {who}", css) for k, who, css in
@@ -43,6 +43,9 @@ def _entropy_plots(results: dict) -> tuple[dict, dict]:
                         "generated token", "KL (nats)")
     kl_mean = results["metrics"]["continuation.kl_mean"]["value"]
     kl_note = f"Mean {number(kl_mean)} nats over {entropy['sequences']} long items."
+    if entropy.get("estimate"):            # a served variant returned only its top K per position
+        caveat = f" Entropy and KL are {entropy['estimate']}s (lower bounds: the tail beyond the top K is one bucket)."
+        note, kl_note = note + caveat, kl_note + caveat
     return ({"title": "Entropy vs length", "svg": chart, "note": note},
             {"title": "KL over positions", "svg": kl, "note": kl_note})
 

@@ -70,7 +70,7 @@ def gate_table(results: dict) -> Table:
         table.add_column(col, **kw)
     for g in results["gates"]:
         word, style = STATUS_STYLE[g["status"]]
-        table.add_row(escape(g["id"]), escape(g["metric"]), fmt.number(g["value"]), fmt.number(g["reference"]),
+        table.add_row(escape(g["id"]), escape(g["metric"] + fmt.estimate_note(results, g["metric"])), fmt.number(g["value"]), fmt.number(g["reference"]),
                       escape(fmt.threshold_text(g)), f"[{style}]{word}[/]")
     return table
 

@@ -33,9 +33,10 @@ def free_port() -> int:
 class Server:
     """`python -m llama_cpp.server` serving one GGUF with prompt log-probabilities (--logits_all)."""
 
-    def __init__(self, gguf: Path, log: Path, port: int | None = None, threads: int = 2, api_key: str | None = None):
+    def __init__(self, gguf: Path, log: Path, port: int | None = None, threads: int = 2, api_key: str | None = None,
+                 logits_all: bool = True):
         self.gguf, self.log, self.port, self.threads = gguf, log, port or free_port(), threads
-        self.api_key = api_key
+        self.api_key, self.logits_all = api_key, logits_all
         self.process: subprocess.Popen | None = None
 
     @property
@@ -45,7 +46,7 @@ class Server:
     def start(self, wait_s: float = 120) -> "Server":
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf), "--model_alias", MODEL_ALIAS,
                "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048",
-               "--n_threads", str(self.threads), "--logits_all", "true"]
+               "--n_threads", str(self.threads), "--logits_all", str(self.logits_all).lower()]
         if self.api_key:
             cmd += ["--api_key", self.api_key]
         self.process = subprocess.Popen(cmd, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
