@@ -87,9 +87,11 @@ def zeroed_copy(source: Path, target: Path, names: tuple[str, ...]) -> Path:
 class CountingProxy:
     """A forwarding HTTP proxy that counts the requests it holds open at once (the peak)."""
 
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, refuse_first: int = 0, refuse_status: int = 503):
+        """`refuse_first` POSTs are answered `refuse_status` without reaching the server (a busy gateway)."""
         self.upstream = upstream.rstrip("/").rsplit("/v1", 1)[0]      # the server root: paths keep their /v1
-        self.in_flight = self.peak = self.forwarded = 0
+        self.in_flight = self.peak = self.forwarded = self.refused = 0
+        self.refuse_first, self.refuse_status = refuse_first, refuse_status
         self.lock = threading.Lock()
         proxy = self
 
@@ -117,6 +119,15 @@ class CountingProxy:
                 self._forward("GET")
 
             def do_POST(self):
+                with proxy.lock:
+                    refuse = proxy.refused < proxy.refuse_first
+                    proxy.refused += refuse
+                if refuse:
+                    self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                    self.send_response(proxy.refuse_status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 self._forward("POST")
 
             def log_message(self, *args):
