@@ -28,14 +28,16 @@ if not llama_cpp_server_available():
 pytestmark = pytest.mark.slow
 API_KEY = "sk-test-0123456789abcdef"          # must never appear in results, report, logs or cache
 DAMAGED = ("blk.10.ffn_down.weight", "blk.11.ffn_down.weight")
-CONFIG = {"seeds": [0, 1], "probes": {"items": 0}, "pipeline": {"quantize_embedder": False},
+CONFIG = {"seeds": [0, 1], "probes": {"items": 0},
+          "pipeline": {"quantize_embedder": False, "top_k": 3, "prompt_chunks": 1},        # short prompts: CI time
+          "decoding": {"max_new_tokens": {"qa": 16, "json": 48, "long": 32}},
           "entropy": {"tokens": 32}, "perplexity": {"window": 64, "max_windows": 2}}
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
-    reduced_suite(root / "suite", {"qa": 3, "json": 1, "long": 1})
+    reduced_suite(root / "suite", {"qa": 2, "json": 1, "long": 1})
     return root
 
 
