@@ -71,8 +71,9 @@ def served_notice(reference_served: bool, candidate_served: bool, greedy: bool) 
         return []
     return ["One variant is served and the other runs in this process, so their answers do not share random "
             "numbers: drift is judged against the reference's own seed-to-seed spread (drift.seed_noise), not "
-            "against coupled samples. Serve both variants the same way, or use decoding.greedy: true, to compare "
-            "answers draw for draw."]
+            "against coupled samples, and the server's sampler may not be awqguard's (llama.cpp applies top-p "
+            "before temperature; awqguard and vLLM apply it after). Serve both variants the same way, or use "
+            "decoding.greedy: true, to compare answers draw for draw."]
 
 
 def non_finite_notice(metrics: dict[str, Measurement]) -> list[str]:
