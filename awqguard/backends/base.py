@@ -21,6 +21,7 @@ class Decoding:
     temperature: float = 0.7
     top_p: float = 0.9
     max_new_tokens: int = 96
+    order: str = "temperature-first"     # or "top-p-first": the nucleus taken before temperature, as llama.cpp does
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ def next_tokens(logits: torch.Tensor, decoding: Decoding, uniforms: torch.Tensor
     """
     if decoding.greedy:
         return logits.argmax(dim=-1)
+    if decoding.order == "top-p-first":
+        return _top_p_first(logits, decoding, uniforms)
     probs = torch.softmax(logits.float() / decoding.temperature, dim=-1)
     top_probs, top_ids = probs.topk(min(head, probs.shape[-1]), dim=-1)
     wide = top_probs.sum(dim=-1) < decoding.top_p
@@ -51,6 +53,17 @@ def next_tokens(logits: torch.Tensor, decoding: Decoding, uniforms: torch.Tensor
         sorted_probs, order = probs[wide].sort(dim=-1, descending=True)
         chosen[wide] = _nucleus_pick(sorted_probs, order, decoding.top_p, uniforms[wide])
     return chosen
+
+
+def _top_p_first(logits: torch.Tensor, decoding: Decoding, uniforms: torch.Tensor) -> torch.Tensor:
+    """llama.cpp's order: the top-p nucleus of the untempered distribution, then temperature on it."""
+    sorted_logits, order = logits.float().sort(dim=-1, descending=True)
+    raw = torch.softmax(sorted_logits, dim=-1)
+    keep = (raw.cumsum(dim=-1) - raw) < decoding.top_p
+    tempered = torch.softmax(torch.where(keep, sorted_logits / decoding.temperature, -torch.inf), dim=-1)
+    cdf = tempered.cumsum(dim=-1)
+    pick = torch.searchsorted(cdf, (uniforms * cdf[:, -1]).unsqueeze(-1)).clamp(max=cdf.shape[-1] - 1)
+    return order.gather(-1, pick).squeeze(-1)
 
 
 def _nucleus_pick(sorted_probs: torch.Tensor, order: torch.Tensor, top_p: float, uniforms: torch.Tensor) -> torch.Tensor:

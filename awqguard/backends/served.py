@@ -63,6 +63,11 @@ class ServedBackend:
     def vocab_size(self) -> int:
         return len(self.tokenizer)
 
+    @property
+    def sampler_order(self) -> str:
+        """Where the server applies top-p (Decoding.order): llama.cpp takes the nucleus before temperature."""
+        return "top-p-first" if self.server.dialect == "llama-cpp-python" else "temperature-first"
+
     def weight_bytes(self) -> int | None:
         return None
 

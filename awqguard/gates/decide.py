@@ -65,15 +65,16 @@ def run_notices(settings, items: list[Item], ref_fingerprint: str, cand_fingerpr
     return out
 
 
-def served_notice(reference_served: bool, candidate_served: bool, greedy: bool) -> list[str]:
+def served_notice(reference_served: bool, candidate_served: bool, greedy: bool, order: str) -> list[str]:
     """What the drift gates compare when a variant is served (sampling cannot be coupled over HTTP)."""
     if greedy or reference_served == candidate_served:
         return []
+    matched = (" The in-process variant samples as the server does, taking the top-p nucleus before temperature."
+               if order == "top-p-first" else "")
     return ["One variant is served and the other runs in this process, so their answers do not share random "
             "numbers: drift is judged against the reference's own seed-to-seed spread (drift.seed_noise), not "
-            "against coupled samples, and the server's sampler may not be awqguard's (llama.cpp applies top-p "
-            "before temperature; awqguard and vLLM apply it after). Serve both variants the same way, or use "
-            "decoding.greedy: true, to compare answers draw for draw."]
+            "against coupled samples." + matched + " Serve both variants the same way, or use decoding.greedy: "
+            "true, to compare answers draw for draw."]
 
 
 def non_finite_notice(metrics: dict[str, Measurement]) -> list[str]:

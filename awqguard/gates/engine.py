@@ -7,6 +7,7 @@ time goes into the results. The engine reaches models only through the Backend p
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import time
 from contextlib import contextmanager
@@ -91,6 +92,7 @@ def run_gates(check: CheckConfig | dict, use_cache: bool = True, warn_only: bool
     with stages("load suite"):
         suite_input = load_suite_input(config)
     models = load_models(check, settings, stages, reference, candidate, use_cache)
+    settings = matched_sampling(settings, models)
     with stages("retrieval"):
         retrieval = retrieval_stage(config["pipeline"], suite_input.chunks, use_cache,
                                     custom_retriever(config["pipeline"]["retriever"], suite_input, settings))
@@ -121,6 +123,18 @@ def load_models(config: CheckConfig, settings: RunSettings, stages: Stages, refe
             load_candidate(config, ref, settings.batch_size, use_cache)
         check_tokenizer(cand.backend, f"candidate {cand.source}", ref.backend.tokenizer)
     return Models(ref, cand)
+
+
+def matched_sampling(settings: RunSettings, models: Models) -> RunSettings:
+    """With one variant served and one in process, the in-process decoder samples in the server's
+    order (top-p before or after temperature), so both variants draw from the same distribution."""
+    served = [c for c in (models.reference, models.candidate) if c.endpoint]
+    if settings.decoding.greedy or len(served) != 1:
+        return settings
+    order = getattr(served[0].backend, "sampler_order", settings.decoding.order)
+    if order == settings.decoding.order:
+        return settings
+    return dataclasses.replace(settings, decoding=dataclasses.replace(settings.decoding, order=order))
 
 
 def custom_retriever(spec: str | None, suite_input: SuiteInput, settings: RunSettings):
@@ -196,7 +210,7 @@ def results_document(config, warn_only, gates, suite_input: SuiteInput, models: 
     metrics = {**measured.metrics, **entropy.metrics, **perplexity.metrics, **cost.metrics}
     notices = retrieval.notices + run_notices(settings, suite_input.items, ref.fingerprint, cand.fingerprint,
                                               measured.summaries) + non_finite_notice(metrics) \
-        + served_notice(bool(ref.endpoint), bool(cand.endpoint), settings.decoding.greedy)
+        + served_notice(bool(ref.endpoint), bool(cand.endpoint), settings.decoding.greedy, settings.decoding.order)
     verdicts = decide(gates, metrics, measured.summaries, measured.flips)
     return ResultsDocument(
         awqguard_version=__version__, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -91,3 +91,27 @@ def test_the_engine_runs_on_backends_that_offer_only_the_protocol(tmp_path):
     assert {"generate", "score"} <= set(reference.calls) and {"generate", "score"} <= set(candidate.calls)
     assert results["metrics"]["perplexity.ratio"]["value"] != pytest.approx(1.0)    # two different models
     assert results["environment"]["candidate"]["source"] == "cand"
+
+
+def test_a_mixed_check_samples_in_process_in_the_servers_order():
+    """One variant served by llama.cpp (top-p before temperature), one in process: the in-process decoder
+    follows the server's order; two served or two in-process variants, or greedy decoding, change nothing."""
+    import copy
+    import dataclasses
+
+    from awqguard.gates.config import DEFAULTS
+    from awqguard.gates.engine import Models, matched_sampling
+    from awqguard.gates.load import Contender
+    from awqguard.gates.runner import settings_from
+
+    class LlamaCppServed:            # only what matched_sampling reads of a ServedBackend
+        sampler_order = "top-p-first"
+    local = Contender(_backend(0, "ref"), "ref", "", "ref", False)
+    served = Contender(LlamaCppServed(), "cand", "", "cand", True, endpoint="http://127.0.0.1:1/v1")
+    settings = settings_from(copy.deepcopy(DEFAULTS))
+    assert matched_sampling(settings, Models(local, served)).decoding.order == "top-p-first"
+    assert matched_sampling(settings, Models(served, local)).decoding.order == "top-p-first"
+    for models in (Models(local, local), Models(served, served)):
+        assert matched_sampling(settings, models) == settings
+    greedy = dataclasses.replace(settings, decoding=dataclasses.replace(settings.decoding, greedy=True))
+    assert matched_sampling(greedy, Models(local, served)) == greedy

@@ -135,3 +135,14 @@ def test_generation_makes_transformers_print_no_deprecation(tiny_lm):
         logger.setLevel(old_level)
     messages = [r.getMessage() for r in records] + [str(w.message) for w in caught]
     assert not [m for m in messages if "deprecat" in m.lower()], messages
+
+
+def test_top_p_first_takes_the_nucleus_before_temperature():
+    """llama.cpp's order: a token outside the untempered nucleus is never drawn, whatever the temperature."""
+    logits = torch.log(torch.tensor([[0.6, 0.3, 0.1]]))       # untempered nucleus at p=0.8: tokens 0 and 1
+    draws = torch.linspace(0.001, 0.999, 200)
+    first = Decoding(temperature=3.0, top_p=0.8, order="top-p-first")
+    picked = {int(next_tokens(logits, first, u.reshape(1))) for u in draws}
+    assert picked == {0, 1}
+    after = Decoding(temperature=3.0, top_p=0.8)            # tempered first: flatter, so token 2 joins the nucleus
+    assert {int(next_tokens(logits, after, u.reshape(1))) for u in draws} == {0, 1, 2}
