@@ -61,9 +61,7 @@ def _top_p_first(logits: torch.Tensor, decoding: Decoding, uniforms: torch.Tenso
     raw = torch.softmax(sorted_logits, dim=-1)
     keep = (raw.cumsum(dim=-1) - raw) < decoding.top_p
     tempered = torch.softmax(torch.where(keep, sorted_logits / decoding.temperature, -torch.inf), dim=-1)
-    cdf = tempered.cumsum(dim=-1)
-    pick = torch.searchsorted(cdf, (uniforms * cdf[:, -1]).unsqueeze(-1)).clamp(max=cdf.shape[-1] - 1)
-    return order.gather(-1, pick).squeeze(-1)
+    return _nucleus_pick(tempered, order, 1.0, uniforms)      # already the nucleus, still in descending order
 
 
 def _nucleus_pick(sorted_probs: torch.Tensor, order: torch.Tensor, top_p: float, uniforms: torch.Tensor) -> torch.Tensor:

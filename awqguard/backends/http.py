@@ -17,15 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from awqguard import cache, files
-from awqguard.errors import AwqguardError, EXIT_USAGE
+from awqguard.errors import AwqguardError
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
 class EndpointError(AwqguardError):
-    """An endpoint that cannot serve the check: unreachable, refusing, or missing what awqguard needs."""
-
-    exit_code = EXIT_USAGE
+    """An endpoint that cannot serve the check: unreachable, refusing, or missing what awqguard needs
+    (a usage error: exit 4)."""
 
 
 @dataclass(frozen=True)
@@ -43,14 +42,9 @@ class Endpoint:
     revision: str = ""                     # what is deployed (a checkpoint digest): part of every cache key
 
     @classmethod
-    def of(cls, spec: Any) -> "Endpoint | None":
-        """The endpoint a reference/candidate value names: a URL, or the config's mapping; else None."""
-        if isinstance(spec, str) and spec.startswith(("http://", "https://")):
-            return cls(spec)
-        if isinstance(spec, dict):
-            fields = {k: v for k, v in spec.items() if k != "endpoint" and v is not None}
-            return cls(spec["endpoint"], **fields)
-        return None
+    def of(cls, spec: dict[str, Any]) -> "Endpoint":
+        """The endpoint of the config's mapping form (gates/config.py served_spec)."""
+        return cls(spec["endpoint"], **{k: v for k, v in spec.items() if k != "endpoint" and v is not None})
 
     @property
     def base(self) -> str:

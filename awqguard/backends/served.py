@@ -10,7 +10,7 @@ they return those; each dialect below says how its answer lines up with the prom
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -18,16 +18,27 @@ from awqguard.backends.base import BackendInfo, Decoding, Generation, Scores
 from awqguard.backends.decode import row_seed
 from awqguard.backends.http import Client, Endpoint, EndpointError
 
-# Sampling settings each dialect applies unless told otherwise, reset so the server samples as
-# awqguard's decoder does (temperature and top-p only).
-NEUTRAL = {"llama-cpp-python": {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0},
-           "vllm": {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0},
-           "openai": {}}
+@dataclass(frozen=True)
+class Dialect:
+    """How one kind of server is spoken to: what it is sent and how its answers line up."""
+
+    name: str
+    text_prompts: bool           # prompts go as text (the server rejects token ids)
+    prompt_logprobs: bool        # vLLM's `prompt_logprobs` instead of `echo` + `logprobs`
+    neutral: dict                # its own samplers switched off, so it samples with temperature and top-p only
+    sampler_order: str = "temperature-first"    # Decoding.order of the server's sampler
+    bos_aligned: bool = False    # its prompt rows line up only after a leading BOS (score_prefix)
+    max_in_flight: int | None = None            # it answers one at a time: more only queue and time out
 
 
-# llama-cpp-python's server answers one request at a time: more in flight only wait in its queue
-# (and time out there), so its requests are capped at this many.
-SERIAL_LIMIT = 2
+DIALECTS = {d.name: d for d in (
+    Dialect("vllm", text_prompts=False, prompt_logprobs=True,
+            neutral={"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0}),
+    Dialect("llama-cpp-python", text_prompts=True, prompt_logprobs=False,
+            neutral={"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}, sampler_order="top-p-first",
+            bos_aligned=True, max_in_flight=2),
+    Dialect("openai", text_prompts=False, prompt_logprobs=False, neutral={}),
+)}
 
 
 @dataclass(frozen=True)
@@ -51,8 +62,10 @@ class ServedBackend:
         self.client = client or Client(endpoint, use_cache)
         self.server = probe(self.client, endpoint, tokenizer)
         self.client.cache_identity["model"] = self.server.model
-        if self.server.dialect == "llama-cpp-python" and endpoint.max_concurrency > SERIAL_LIMIT:
-            self.client.endpoint = replace(endpoint, max_concurrency=SERIAL_LIMIT)
+        self.dialect = DIALECTS[self.server.dialect]
+        cap = self.dialect.max_in_flight
+        if cap is not None and endpoint.max_concurrency > cap:
+            self.client.endpoint = replace(endpoint, max_concurrency=cap)
         fingerprint = _fingerprint(endpoint, self.server.model)
         self.info = BackendInfo(label or f"{self.server.model} at {endpoint.base}", fingerprint, quantized,
                                 dtype="as served", device=f"served ({self.server.dialect})", kernel_paths=("served",))
@@ -66,7 +79,7 @@ class ServedBackend:
     @property
     def sampler_order(self) -> str:
         """Where the server applies top-p (Decoding.order): llama.cpp takes the nucleus before temperature."""
-        return "top-p-first" if self.server.dialect == "llama-cpp-python" else "temperature-first"
+        return self.dialect.sampler_order
 
     def weight_bytes(self) -> int | None:
         return None
@@ -76,7 +89,7 @@ class ServedBackend:
         """Tokens every scored sequence must start with: llama-cpp-python lines its prompt
         log-probabilities up with the prompt only after a leading BOS token."""
         bos = self.tokenizer.bos_token_id
-        return (int(bos),) if self.server.dialect == "llama-cpp-python" and bos is not None else ()
+        return (int(bos),) if self.dialect.bos_aligned and bos is not None else ()
 
     @property
     def scoring_unavailable(self) -> str | None:
@@ -87,8 +100,9 @@ class ServedBackend:
                  on_batch: Callable[[int], None] | None = None) -> list[list[Generation]]:
         budgets = list(budgets) if budgets is not None else [decoding.max_new_tokens] * len(prompts)
         repeats = 1 if decoding.greedy else len(seeds)
-        bodies = [self._generation_body(p, decoding, s, b, stop_at_eos)
-                  for p, b in zip(prompts, budgets) for s in seeds[:repeats]]
+        prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        bodies = [self._generation_body(p, ids, decoding, s, b, stop_at_eos)
+                  for p, ids, b in zip(prompts, prompt_ids, budgets) for s in seeds[:repeats]]
         done = [0]
 
         def tick():
@@ -97,26 +111,21 @@ class ServedBackend:
                 on_batch(1)
         answers = self.client.complete_all(bodies, tick)
         results = []
-        for i, prompt in enumerate(prompts):
-            n_prompt = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-            per_seed = [self._generation(answers[i * repeats + j], n_prompt) for j in range(repeats)]
+        for i, ids in enumerate(prompt_ids):
+            per_seed = [self._generation(answers[i * repeats + j], len(ids)) for j in range(repeats)]
             results.append(per_seed * (len(seeds) if repeats == 1 else 1))
         return results
 
-    def _generation_body(self, prompt: str, decoding: Decoding, seed: int, budget: int, stop_at_eos: bool) -> dict:
-        body = {"model": self.server.model, "prompt": self._prompt(prompt), "max_tokens": int(budget),
-                "seed": row_seed(seed, prompt) & 0x7FFFFFFF, **NEUTRAL[self.server.dialect]}
+    def _generation_body(self, prompt: str, prompt_ids: list[int], decoding: Decoding, seed: int, budget: int,
+                         stop_at_eos: bool) -> dict:
+        """One request; the prompt as token ids where the server takes them (it cannot tokenize differently)."""
+        body = {"model": self.server.model, "prompt": prompt if self.dialect.text_prompts else prompt_ids,
+                "max_tokens": int(budget), "seed": row_seed(seed, prompt) & 0x7FFFFFFF, **self.dialect.neutral}
         body.update({"temperature": 0.0} if decoding.greedy else
                     {"temperature": decoding.temperature, "top_p": decoding.top_p})
         if not stop_at_eos:
             body.update({"ignore_eos": True, "logit_bias": {str(t): -100.0 for t in self._eos}})
         return body
-
-    def _prompt(self, text: str) -> Any:
-        """Token ids where the server takes them (so it cannot tokenize differently), else the text."""
-        if self.server.dialect == "llama-cpp-python":
-            return text
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _generation(self, answer: dict, n_prompt: int) -> Generation:
         text = answer["choices"][0].get("text") or ""
@@ -124,26 +133,20 @@ class ServedBackend:
         return Generation(text.strip(), tuple(ids), n_prompt)
 
     def score(self, sequences: Sequence[Sequence[int]], start: int) -> Iterator[Scores]:
-        if not self.server.scores_prompts:
-            raise EndpointError(f"{self.endpoint.base}: {self.server.why_not}")
+        if self.scoring_unavailable:
+            raise EndpointError(self.scoring_unavailable)
         sequences = [[int(t) for t in s] for s in sequences]
-        answers = self.client.complete_all([self._score_body(s) for s in sequences])
-        for seq, answer in zip(sequences, answers):
+        bodies = [score_body(self.dialect, self.server.model, s, self.top_k, self.tokenizer) for s in sequences]
+        for seq, answer in zip(sequences, self.client.complete_all(bodies)):
             yield self._scores(seq, start, answer)
-
-    def _score_body(self, sequence: list[int]) -> dict:
-        body = {"model": self.server.model, "max_tokens": 1, "temperature": 0.0}
-        if self.server.dialect == "vllm":
-            return {**body, "prompt": sequence, "prompt_logprobs": self.top_k}
-        prompt = self.tokenizer.decode(sequence) if self.server.dialect == "llama-cpp-python" else sequence
-        return {**body, "prompt": prompt, "echo": True, "logprobs": self.top_k}
 
     def _scores(self, sequence: list[int], start: int, answer: dict) -> Scores:
         """The answer's per-position distributions, as a top-K Scores of positions start.."""
-        rows = position_rows(self.server.dialect, sequence, answer, self.tokenizer.bos_token_id)
-        if self.server.dialect == "llama-cpp-python" and not _round_trips(self.tokenizer, sequence):
+        if self.dialect.text_prompts and not _round_trips(self.tokenizer, sequence):
             rows = {}                       # the server tokenized the text differently: nothing lines up
-        pieces = None if self.server.dialect == "vllm" else self.pieces()
+        else:
+            rows = position_rows(self.server.dialect, sequence, answer, self.tokenizer.bos_token_id)
+        pieces = None if self.dialect.prompt_logprobs else self.pieces()
         return rows_to_scores(rows, sequence, start, self.top_k, pieces)
 
     def pieces(self) -> dict[str, int]:
@@ -211,16 +214,22 @@ def _dialect(client: Client, endpoint: Endpoint) -> str:
     return "openai"
 
 
+def score_body(dialect: Dialect, model: str, sequence: list[int], k: int, tokenizer) -> dict:
+    """The request that returns the top-k prompt log-probabilities of `sequence`."""
+    body = {"model": model, "max_tokens": 1, "temperature": 0.0}
+    if dialect.prompt_logprobs:
+        return {**body, "prompt": sequence, "prompt_logprobs": k}
+    prompt = tokenizer.decode(sequence) if dialect.text_prompts else sequence
+    return {**body, "prompt": prompt, "echo": True, "logprobs": k}
+
+
 def _score_probe(client: Client, server: Server, tokenizer) -> Server:
     """Whether the server returns prompt log-probabilities, from one scored prompt."""
+    dialect = DIALECTS[server.dialect]
     ids = tokenizer("The quick brown fox jumps over the lazy dog.", add_special_tokens=False)["input_ids"]
-    body = {"model": server.model, "max_tokens": 1, "temperature": 0.0}
-    body.update({"prompt": ids, "prompt_logprobs": 1} if server.dialect == "vllm" else
-                {"prompt": tokenizer.decode(ids) if server.dialect == "llama-cpp-python" else ids,
-                 "echo": True, "logprobs": 1})
-    status, answer = client.post("/completions", body)
+    status, answer = client.post("/completions", score_body(dialect, server.model, ids, 1, tokenizer))
     choice = (answer.get("choices") or [{}])[0] if isinstance(answer, dict) else {}
-    found = choice.get("prompt_logprobs") if server.dialect == "vllm" else \
+    found = choice.get("prompt_logprobs") if dialect.prompt_logprobs else \
         ((choice.get("logprobs") or {}).get("top_logprobs") or [None])
     if status != 200 or not any(found or []):
         why = ("the server returns no prompt log-probabilities (llama-cpp-python needs --logits_all true; "
@@ -261,9 +270,8 @@ def rows_to_scores(rows: dict[int, dict], sequence: list[int], start: int, k: in
     """Top-K Scores of positions start..: ids [n, K'] (-1 padded), their log-probabilities, the
     targets' own log-probabilities, and which positions the server scored with the target known."""
     n = len(sequence) - start
-    width = k
-    ids = torch.full((n, width), -1, dtype=torch.long)
-    lps = torch.full((n, width), -torch.inf)
+    ids = torch.full((n, k), -1, dtype=torch.long)
+    lps = torch.full((n, k), -torch.inf)
     target_lp = torch.zeros(n)
     valid = torch.zeros(n, dtype=torch.bool)
     for i in range(n):
@@ -276,7 +284,7 @@ def rows_to_scores(rows: dict[int, dict], sequence: list[int], start: int, k: in
         found = [lp for t, lp in entries if t == target]
         if not found:
             continue                        # the target's probability is not known here
-        for j, (t, lp) in enumerate(entries[:width]):
+        for j, (t, lp) in enumerate(entries[:k]):
             ids[i, j], lps[i, j] = t, lp
         target_lp[i], valid[i] = found[0], True
     return Scores(torch.tensor(sequence[start:]), lps, ids, target_lp, valid)
@@ -287,12 +295,9 @@ def _round_trips(tokenizer, sequence: list[int]) -> bool:
 
 
 def _generation_eos(tokenizer) -> set[int]:
-    ids = set()
-    for name in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"):
-        tid = tokenizer.convert_tokens_to_ids(name) if name in tokenizer.get_vocab() else None
-        if tid is not None:
-            ids.add(int(tid))
-    return ids
+    """The end-of-turn tokens of the common chat templates that this tokenizer has."""
+    vocab = tokenizer.get_vocab()
+    return {int(vocab[name]) for name in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>") if name in vocab}
 
 
 def _fingerprint(endpoint: Endpoint, model: str) -> str:

@@ -233,15 +233,22 @@ def check_config_of(data: Mapping[str, Any], label: str = "configuration") -> Ch
                        out=Path(data["out"]).expanduser())
 
 
+def served_spec(value: Any) -> dict[str, Any] | None:
+    """The mapping form of a reference/candidate value that names a served model (its URL, or
+    {endpoint: URL, ...}); None for a model folder, a file or the default."""
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return {"endpoint": value}
+    return dict(value) if isinstance(value, dict) else None
+
+
 def _set(data: dict[str, Any], key: str, value: Any) -> None:
     role = key.split(".")[0]
     if role in ("reference", "candidate") and "." in key:        # a served model's field, e.g. candidate.model
-        spec = data.get(role)
-        if isinstance(spec, str) and spec.startswith(("http://", "https://")):
-            data[role] = spec = {"endpoint": spec}
-        if not isinstance(spec, dict):
+        spec = served_spec(data.get(role))
+        if spec is None:
             raise ConfigError(f"{key} applies to a served {role} only: give the {role} as an endpoint URL "
                               f"(--{role} http://HOST:PORT/v1)")
+        data[role] = spec
     *parents, last = key.split(".")
     for part in parents:
         data = data.setdefault(part, {})

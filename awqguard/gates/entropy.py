@@ -27,12 +27,8 @@ def position_curves(pairs: Iterable[tuple[Scores, Scores]]) -> dict | None:
     for ref, cand in pairs:
         k = topk.common_k(ref, cand)
         keep = (topk.valid_mask(ref) & topk.valid_mask(cand)).cpu().numpy()
-        if k is None:
-            h_r.append(m.entropy(ref.logprobs.cpu().numpy()))
-            h_c.append(m.entropy(cand.logprobs.cpu().numpy()))
-        else:
-            h_r.append(topk.entropy(topk.as_top_k(ref, k)).cpu().numpy())
-            h_c.append(topk.entropy(topk.as_top_k(cand, k)).cpu().numpy())
+        h_r.append(topk.entropy(topk.as_top_k(ref, k)).cpu().numpy())
+        h_c.append(topk.entropy(topk.as_top_k(cand, k)).cpu().numpy())
         kl.append(topk.kl(ref, cand).cpu().numpy())
         agree.append((topk.top_token(ref) == topk.top_token(cand)).float().cpu().numpy())
         for series in (h_r, h_c, kl, agree):
@@ -42,7 +38,7 @@ def position_curves(pairs: Iterable[tuple[Scores, Scores]]) -> dict | None:
         return None
     length = min(len(x) for x in h_r)
     mean = lambda xs: _position_mean(np.array([x[:length] for x in xs], dtype=np.float64))
-    k = min((x for x in ks if x is not None), default=None)
+    k = topk.smallest_k(ks)
     return {"entropy_reference": mean(h_r), "entropy_candidate": mean(h_c), "kl": mean(kl),
             "top1_agreement": mean(agree), "sequences": len(h_r), "length": length,
             **({"estimate": topk.estimate_label(k)} if k is not None else {})}

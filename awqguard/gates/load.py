@@ -16,7 +16,7 @@ from awqguard.backends import Backend, LocalBackend
 from awqguard.backends.http import Endpoint
 from awqguard.errors import ConfigError
 from awqguard.gates.chunker import Chunk, chunk_corpus
-from awqguard.gates.config import DEFAULTS, CheckConfig
+from awqguard.gates.config import DEFAULTS, CheckConfig, served_spec
 from awqguard.gates.fixtures import Item, Suite, load_suite
 from awqguard.models import ModelSource, fingerprint, load_model, load_tokenizer, resolve_model
 
@@ -105,8 +105,8 @@ def served(endpoint: Endpoint, role: str, tokenizer, use_cache: bool) -> Contend
 
 
 def load_reference(config: dict, batch_size: int, use_cache: bool = True) -> Contender:
-    if (endpoint := Endpoint.of(config["reference"])) is not None:
-        return served(endpoint, "reference", None, use_cache)
+    if (spec := served_spec(config["reference"])) is not None:
+        return served(Endpoint.of(spec), "reference", None, use_cache)
     source = resolve_model(config["reference"])
     fp = fingerprint(source)
     model = load_model(source)            # first: a GGUF's conversion also saves its tokenizer
@@ -117,8 +117,8 @@ def load_reference(config: dict, batch_size: int, use_cache: bool = True) -> Con
 def load_candidate(config: CheckConfig, reference: Contender, batch_size: int, use_cache: bool = True) -> Contender:
     """The candidate named in the config, or the reference quantized with awqguard's AWQ."""
     from awqguard.quantizer.checkpoint import RECORD_FILE, load_quantized, read_quantization_config
-    if (endpoint := Endpoint.of(config.data["candidate"])) is not None:
-        return served(endpoint, "candidate", reference.backend.tokenizer, use_cache)
+    if (spec := served_spec(config.data["candidate"])) is not None:
+        return served(Endpoint.of(spec), "candidate", reference.backend.tokenizer, use_cache)
     if config.data["candidate"] is None:
         return _quantized_reference(config, reference, batch_size)
     source = resolve_model(config.data["candidate"])

@@ -136,12 +136,6 @@ def step_labels(s: Sequence[float], window: int = 5) -> list[str]:
 # ---- entropy vs length --------------------------------------------------------------------------
 
 
-def entropy(logprobs: np.ndarray) -> np.ndarray:
-    """H_t (nats) of next-token distributions given as log-probabilities [T, V]."""
-    lp = np.asarray(logprobs, dtype=np.float64)
-    return -(np.exp(lp) * lp).sum(axis=-1)
-
-
 def smooth(x: np.ndarray, window: int = 64) -> np.ndarray:
     """Trailing moving average (shorter windows at the start)."""
     x = np.asarray(x, dtype=np.float64)

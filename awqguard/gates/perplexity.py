@@ -70,7 +70,7 @@ def compare_scores(pairs: Iterable[tuple[Scores, Scores]]) -> LogitDrift:
     kl = torch.cat(kls).double()
     if kl.numel() == 0:
         raise ValueError("no position was scored by both models")
-    k = min((x for x in ks if x is not None), default=None)
+    k = topk.smallest_k(ks)
     return LogitDrift(perplexity(torch.cat(nll_r)), perplexity(torch.cat(nll_c)), float(kl.mean()),
                       float(torch.quantile(kl.float(), 0.99)), float(torch.cat(same).float().mean()), k, kl.numel())
 

@@ -94,9 +94,8 @@ def perplexity_stage(reference: Backend, candidate: Backend, suite: Suite, windo
         reason = f"the suite's corpus is too short ({exc})"
     if reason:
         return PerplexityResult({name: Measurement.not_measured(reason) for name in PERPLEXITY_METRICS[:2]}, None)
-    pairs = [prefixed(w, 1, _prefix(reference, candidate)) for w in windows]
-    start = pairs[0][1]
-    sequences = [seq for seq, _ in pairs]
+    prefix = list(_prefix(reference, candidate))      # always added: every window must start at the same place
+    sequences, start = [prefix + w for w in windows], len(prefix) + 1
     drift = compare_scores(zip(reference.score(sequences, start), candidate.score(sequences, start)))
     estimate = topk.estimate_label(drift.top_k)
     values = {"perplexity.ratio": drift.ppl_candidate / drift.ppl_reference, "kl.mean": drift.mean_kl,

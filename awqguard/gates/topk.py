@@ -21,9 +21,10 @@ from awqguard.backends.base import Scores
 EPS = 1e-12
 
 
-def as_top_k(scores: Scores, k: int) -> Scores:
-    """A full-vocabulary score read as the server would return it: its top K (a top-K score as is)."""
-    if not scores.full_vocabulary:
+def as_top_k(scores: Scores, k: int | None) -> Scores:
+    """A full-vocabulary score read as the server would return it: its top K (a top-K score, or any
+    score when k is None, as is)."""
+    if k is None or not scores.full_vocabulary:
         return scores
     values, ids = scores.logprobs.topk(k, dim=-1)
     return Scores(scores.targets, values, ids, target_logprobs(scores), valid_mask(scores))
@@ -31,8 +32,12 @@ def as_top_k(scores: Scores, k: int) -> Scores:
 
 def common_k(*scores: Scores) -> int | None:
     """The K both sides can be read at (None when all are full-vocabulary)."""
-    ks = [s.top_k for s in scores if s.top_k is not None]
-    return min(ks) if ks else None
+    return smallest_k(s.top_k for s in scores)
+
+
+def smallest_k(ks) -> int | None:
+    """The smallest K among scores' K values (None stands for the whole vocabulary)."""
+    return min((k for k in ks if k is not None), default=None)
 
 
 def valid_mask(scores: Scores) -> torch.Tensor:

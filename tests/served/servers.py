@@ -155,4 +155,14 @@ def llama_cpp_server_available() -> bool:
 
 
 REQUIRE_ENV = "AWQGUARD_REQUIRE_SERVER"       # set by CI: a missing server is a failure, not a skip
+
+
+def require_server() -> None:
+    """Skip the calling test module without llama-cpp-python[server] (fail it where CI requires it)."""
+    if llama_cpp_server_available():
+        return
+    if os.environ.get(REQUIRE_ENV):
+        raise RuntimeError(f"{REQUIRE_ENV} is set but llama-cpp-python[server] is not installed")
+    import pytest
+    pytest.skip("needs llama-cpp-python[server] (bash scripts/install.sh --served)", allow_module_level=True)
 os.environ.setdefault("PYTHONUNBUFFERED", "1")

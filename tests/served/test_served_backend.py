@@ -1,25 +1,19 @@
 """`ServedBackend` against a real llama-cpp-python server: its scores line up with the model's own
 positions, and a server without prompt log-probabilities gets the teacher-forced gates skipped."""
 
-import os
-
 import pytest
 import torch
 
-from servers import REQUIRE_ENV, Server, default_gguf, llama_cpp_server_available
+from awqguard.backends.http import Endpoint
+from awqguard.backends.local import LocalBackend
+from awqguard.backends.served import ServedBackend
+from awqguard.gates import topk
+from awqguard.gates.fixtures import load_suite
+from awqguard.gates.policy import DEFAULT_GATES
+from awqguard.gates.teacher import entropy_stage, perplexity_stage
+from servers import Server, default_gguf, require_server
 
-if not llama_cpp_server_available():
-    if os.environ.get(REQUIRE_ENV):
-        raise RuntimeError(f"{REQUIRE_ENV} is set but llama-cpp-python[server] is not installed")
-    pytest.skip("needs llama-cpp-python[server] (bash scripts/install.sh --served)", allow_module_level=True)
-
-from awqguard.backends.http import Endpoint  # noqa: E402
-from awqguard.backends.local import LocalBackend  # noqa: E402
-from awqguard.backends.served import ServedBackend  # noqa: E402
-from awqguard.gates import topk  # noqa: E402
-from awqguard.gates.fixtures import load_suite  # noqa: E402
-from awqguard.gates.policy import DEFAULT_GATES  # noqa: E402
-from awqguard.gates.teacher import entropy_stage, perplexity_stage  # noqa: E402
+require_server()
 
 pytestmark = pytest.mark.slow
 TEXT = ("Owners have full control of the organization, including billing, payment methods and deleting the "

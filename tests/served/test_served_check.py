@@ -8,22 +8,18 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from servers import REQUIRE_ENV, CountingProxy, Server, default_gguf, llama_cpp_server_available, zeroed_copy
+from servers import CountingProxy, Server, default_gguf, require_server, zeroed_copy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gates"))
 from engine_helpers import reduced_suite  # noqa: E402
 
-if not llama_cpp_server_available():
-    if os.environ.get(REQUIRE_ENV):
-        raise RuntimeError(f"{REQUIRE_ENV} is set but llama-cpp-python[server] is not installed")
-    pytest.skip("needs llama-cpp-python[server] (bash scripts/install.sh --served)", allow_module_level=True)
+require_server()
 
 pytestmark = pytest.mark.slow
 API_KEY = "sk-test-0123456789abcdef"          # must never appear in results, report, logs or cache
@@ -161,11 +157,7 @@ def test_a_run_in_flight_never_holds_more_than_max_concurrency(root, servers):
         client = Client(Endpoint(proxy.url, api_key_env="AWQ_TEST_KEY", max_concurrency=2), use_cache=False)
         bodies = [{"model": "smollm2-135m", "prompt": f"Count to {i}:", "max_tokens": 4, "temperature": 0.0}
                   for i in range(8)]
-        threads = [threading.Thread(target=client.complete_all, args=(bodies,))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=300)
+        client.complete_all(bodies)
     assert client.counts.sent == 8 and proxy.forwarded == 8
     assert proxy.peak == 2
 
