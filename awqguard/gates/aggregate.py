@@ -8,6 +8,7 @@ the same item, prompt and seed, which is what every drift figure is over.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from typing import Sequence
 
@@ -16,6 +17,7 @@ import numpy as np
 from awqguard.gates import metrics as m
 from awqguard.gates.document import Measurement
 from awqguard.gates.fixtures import Item, Suite
+from awqguard.gates.resample import STATISTICS, Resampler
 from awqguard.gates.records import VARIANTS, ItemDrift, ItemSummary, Record, RecordDrift, RunSide, VariantSummary
 from awqguard.gates.scoring import (Evidence, Stick, cited_sections, evidence_for, score_answer, score_retrieval,
                                     step_prefixes, step_trace)
@@ -50,8 +52,9 @@ def embed_texts(stick: Stick, suite: Suite, items: Sequence[Item], chunks, runs:
 
 
 def build_records(suite: Suite, items: Sequence[Item], chunks, runs: dict[str, dict], stick: Stick,
-                  evidence: dict[str, Evidence]) -> list[Record]:
-    """One record per (item, prompt, seed), holding both variants' retrieval, answer and metrics."""
+                  evidence: dict[str, Evidence], shown: int) -> list[Record]:
+    """One record per (item, prompt, seed), holding both variants' retrieval, answer and metrics;
+    `shown` is how many top chunks a prompt shows (whether both prompts held the same context)."""
     by_item = {it.id: it for it in items}
     records = []
     for r_ref, r_cand in zip(runs["reference"]["runs"], runs["candidate"]["runs"]):
@@ -59,11 +62,13 @@ def build_records(suite: Suite, items: Sequence[Item], chunks, runs: dict[str, d
         ev = evidence[item.id]
         retrieval = {name: _retrieval(stick, suite, item, ev, r, chunks) for name, r in
                      (("reference", r_ref), ("candidate", r_cand))}
+        same_context = r_ref["chunk_ids"][:shown] == r_cand["chunk_ids"][:shown]
         for j, seed_answer in enumerate(r_ref["answers"]):
             ref = _run_side(stick, item, ev, r_ref, j, retrieval["reference"])
             cand = _run_side(stick, item, ev, r_cand, j, retrieval["candidate"])
             drift = RecordDrift(stick.answer_ds(ref.answer, cand.answer),
                                 ref.retrieved[:1] == cand.retrieved[:1] and r_ref["chunk_ids"][:1] == r_cand["chunk_ids"][:1],
+                                same_context,
                                 *(abs(getattr(cand, k) - getattr(ref, k)) for k in ("ds_qr", "coverage", "ds_aa")))
             records.append(Record(item.id, item.kind, r_ref["prompt"], seed_answer["seed"], r_ref["question"],
                                   ref, cand, drift))
@@ -89,7 +94,8 @@ def _run_side(stick: Stick, item: Item, ev: Evidence, run: dict, j: int, retriev
         prompt_tokens=run.get("prompt_tokens"))
 
 
-def item_summaries(records: Sequence[Record], stick: Stick, seeds_vary: bool = True) -> dict[str, ItemSummary]:
+def item_summaries(records: Sequence[Record], stick: Stick, resampler: Resampler,
+                   seeds_vary: bool = True) -> dict[str, ItemSummary]:
     """Per item and variant: λ across its runs and the means of its run metrics; plus per-item drift.
     `seeds_vary` is False under greedy decoding, where there is no sampling noise floor."""
     grouped: dict[str, list[Record]] = defaultdict(list)
@@ -100,7 +106,7 @@ def item_summaries(records: Sequence[Record], stick: Stick, seeds_vary: bool = T
         first = recs[0]                                  # the question itself under the first seed
         sides = {name: _variant_summary(recs, name, stick) for name in VARIANTS}
         out[item_id] = ItemSummary(first.kind, first.question, sides["reference"], sides["candidate"],
-                                   _item_drift(recs, stick, seeds_vary))
+                                   _item_drift(recs, stick, resampler, seeds_vary))
     return out
 
 
@@ -120,79 +126,140 @@ def _variant_summary(recs: Sequence[Record], name: str, stick: Stick) -> Variant
         json_valid=mean("json_valid") if recs[0].kind == "json" else None)
 
 
-def _item_drift(recs: Sequence[Record], stick: Stick, seeds_vary: bool) -> ItemDrift:
+def _item_drift(recs: Sequence[Record], stick: Stick, resampler: Resampler, seeds_vary: bool) -> ItemDrift:
+    """The item's answer drift and its noise floor; an item any of whose runs showed the variants
+    different chunks is unmatched, and its drift is the retrieval's (retrieval_answer_ds_excess)."""
     mean = lambda key: float(np.mean([getattr(r.drift, key) for r in recs]))
-    spread = m.paired_bootstrap([r.drift.answer_ds for r in recs], [0.0] * len(recs))
+    answer_ds = [r.drift.answer_ds for r in recs]
     noise = _seed_noise(recs, stick) if seeds_vary else None
-    return ItemDrift(mean("answer_ds"), mean("ds_qr"), mean("coverage"), mean("ds_aa"), [spread.low, spread.high],
-                     noise, mean("answer_ds") - (noise or 0.0))
+    excess = mean("answer_ds") - (noise or 0.0)
+    matched = all(r.drift.same_context for r in recs)
+    changed = [r.drift.answer_ds for r in recs if not r.drift.same_context]
+    return ItemDrift(mean("answer_ds"), mean("ds_qr"), mean("coverage"), mean("ds_aa"),
+                     list(resampler.interval(answer_ds)), noise, excess, matched,
+                     None if matched else float(np.mean(changed)) - (noise or 0.0))
 
 
-def suite_metrics(items: dict[str, ItemSummary], records: Sequence[Record]) -> dict[str, Measurement]:
-    """Suite-level metrics: a value per variant, or one value for paired figures (drift)."""
-    return {**_variant_metrics(items, records), **_json_metrics(items), **_drift_metrics(items, records)}
+def suite_metrics(items: dict[str, ItemSummary], records: Sequence[Record], resampler: Resampler,
+                  retrieval_shared: bool = False) -> dict[str, Measurement]:
+    """Suite-level metrics with their intervals over items: a value per variant, or one value for
+    paired figures (drift). Figures about answers are over the items whose retrieval matched, so a
+    changed retrieval is never blamed on the generator; `retrieval_shared` says both variants use
+    one retriever, so the retrieval figures cannot move."""
+    matched = {i: s for i, s in items.items() if s.drift.matched}
+    matched_records = [r for r in records if r.item in matched]
+    retrieval = _variant_metrics(RETRIEVAL_FIGURES, items, resampler)
+    if retrieval_shared:
+        fixed = "both variants retrieve with the same retriever, so retrieval cannot differ"
+        retrieval = {k: dataclasses.replace(v, fixed=fixed) for k, v in retrieval.items()}
+    return {**retrieval, **_variant_metrics(ANSWER_FIGURES, matched, resampler),
+            **_step_metrics(matched_records), **_json_metrics(matched, resampler),
+            **_drift_metrics(matched, resampler), **_retrieval_drift(items, records, resampler)}
 
 
-def _variant_metrics(items: dict[str, ItemSummary], records: Sequence[Record]) -> dict[str, Measurement]:
+_side = lambda key: lambda s, v: float(getattr(s.side(v), key))
+_label = lambda label: lambda s, v: float(s.side(v).lambda_label == label)
+RETRIEVAL_FIGURES = {      # metric -> (per-item figure of a variant, statistic over items)
+    "ds_qr.mean": (_side("ds_qr"), "mean"), "ds_qr.item_max": (_side("ds_qr"), "max"),
+    "ds_qr.topk_mean": (_side("ds_qr_topk"), "mean"), "ds_ra.mean": (_side("ds_ra"), "mean"),
+    "coverage.mean": (_side("coverage"), "mean"), "anchor_gap.chunk_mean": (_side("gap_chunk"), "mean"),
+}
+ANSWER_FIGURES = {
+    "ds_aa.mean": (_side("ds_aa"), "mean"), "hit.rate": (_side("hit_rate"), "mean"),
+    "lambda.convergence_rate": (_label(m.CONVERGENT), "mean"), "lambda.chaotic_count": (_label(m.CHAOTIC), "sum"),
+    "lambda.chaotic_share": (_label(m.CHAOTIC), "mean"), "lambda.split_share": (_label(m.SPLIT), "mean"),
+    "lambda.divergent_count": (_label(m.DIVERGENT), "sum"),
+    "anchor_gap.answer_mean": (_side("gap_answer"), "mean"),
+    "anchor_gap.flattened_share": (lambda s, v: float(s.side(v).gap_answer <= 0.05), "mean"),
+    "loops.rate": (_side("loop_rate"), "mean"),
+}
+
+
+def _variant_metrics(figures: dict, items: dict[str, ItemSummary], resampler: Resampler) -> dict[str, Measurement]:
     summaries = list(items.values())
-    mean = lambda key: lambda v: float(np.mean([getattr(s.side(v), key) for s in summaries]))
-    share = lambda label: lambda v: float(np.mean([s.side(v).lambda_label == label for s in summaries]))
-    count = lambda label: lambda v: float(sum(s.side(v).lambda_label == label for s in summaries))
+    out = {}
+    for name, (figure, statistic) in figures.items():
+        if not summaries:
+            out[name] = Measurement.not_measured("no item's retrieval matched between the variants")
+            continue
+        values = {v: [figure(s, v) for s in summaries] for v in VARIANTS}
+        fn = STATISTICS[statistic]
+        out[name] = Measurement.of_variants(
+            float(fn(np.array(values["reference"]))), float(fn(np.array(values["candidate"]))),
+            resampler.interval(values["candidate"], statistic),
+            resampler.paired(values["candidate"], values["reference"], statistic), len(summaries))
+    return out
+
+
+def _step_metrics(records: Sequence[Record]) -> dict[str, Measurement]:
     steps = {v: [lab for r in records for lab in (r.side(v).step_labels or [])] for v in VARIANTS}
-    figures = {
-        "ds_qr.mean": mean("ds_qr"), "ds_qr.item_max": lambda v: float(np.max([s.side(v).ds_qr for s in summaries])),
-        "ds_qr.topk_mean": mean("ds_qr_topk"), "ds_ra.mean": mean("ds_ra"), "coverage.mean": mean("coverage"),
-        "ds_aa.mean": mean("ds_aa"), "hit.rate": mean("hit_rate"),
-        "lambda.convergence_rate": share(m.CONVERGENT), "lambda.chaotic_count": count(m.CHAOTIC),
-        "lambda.chaotic_share": share(m.CHAOTIC), "lambda.split_share": share(m.SPLIT),
-        "lambda.divergent_count": count(m.DIVERGENT),
-        "anchor_gap.answer_mean": mean("gap_answer"), "anchor_gap.chunk_mean": mean("gap_chunk"),
-        "anchor_gap.flattened_share": lambda v: float(np.mean([s.side(v).gap_answer <= 0.05 for s in summaries])),
-        "loops.rate": lambda v: float(np.mean([r.side(v).loop for r in records])),
-        "lambda_steps.chaotic_share":
-            lambda v: float(np.mean([lab == m.CHAOTIC for lab in steps[v]])) if steps[v] else None,
-    }
-    return {name: Measurement.of_variants(fn("reference"), fn("candidate")) for name, fn in figures.items()}
+    share = {v: float(np.mean([lab == m.CHAOTIC for lab in steps[v]])) if steps[v] else None for v in VARIANTS}
+    return {"lambda_steps.chaotic_share": Measurement.of_variants(share["reference"], share["candidate"])}
 
 
-def _json_metrics(items: dict[str, ItemSummary]) -> dict[str, Measurement]:
+def _json_metrics(items: dict[str, ItemSummary], resampler: Resampler) -> dict[str, Measurement]:
     json_items = [s for s in items.values() if s.kind == "json"]
     if not json_items:
         return {"json.validity": Measurement.of_variants(None, None),
-                "json.validity_drop": Measurement.not_measured("the suite has no json items")}
-    valid = {v: float(np.mean([s.side(v).json_valid for s in json_items])) for v in VARIANTS}
-    return {"json.validity": Measurement.of_variants(valid["reference"], valid["candidate"]),
-            "json.validity_drop": Measurement.paired(valid["reference"] - valid["candidate"])}
+                "json.validity_drop": Measurement.not_measured("the suite has no json items whose retrieval matched")}
+    valid = {v: [s.side(v).json_valid for s in json_items] for v in VARIANTS}
+    ref, cand = float(np.mean(valid["reference"])), float(np.mean(valid["candidate"]))
+    drop = Measurement(value=ref - cand, ci=resampler.paired(valid["reference"], valid["candidate"]),
+                       n=len(json_items), worst=ref)        # the most it can drop is all the reference has
+    return {"json.validity": Measurement.of_variants(ref, cand), "json.validity_drop": drop}
 
 
-def _interval(candidate: Sequence[float], reference: Sequence[float]) -> Measurement:
-    ci = m.paired_bootstrap(candidate, reference)
-    return Measurement.paired(ci.mean, (ci.low, ci.high), n=ci.n, decidable=ci.decidable)
+def _mean(values: Sequence[float], resampler: Resampler, statistic: str = "mean") -> Measurement:
+    return Measurement.paired(float(STATISTICS[statistic](np.asarray(values, dtype=np.float64))),
+                              resampler.interval(values, statistic), n=len(values))
 
 
-def _drift_metrics(items: dict[str, ItemSummary], records: Sequence[Record]) -> dict[str, Measurement]:
+def _drift_metrics(items: dict[str, ItemSummary], resampler: Resampler) -> dict[str, Measurement]:
+    """Generator drift, over the items whose retrieval matched."""
     summaries = list(items.values())
+    if not summaries:
+        reason = "no item's retrieval matched between the variants"
+        return {k: Measurement.not_measured(reason) for k in ("drift.answer_ds_mean", "drift.answer_ds_excess",
+                                                              "drift.answer_ds_item_excess_max")}
     drift = [s.drift.answer_ds for s in summaries]
-    out = {"drift.answer_ds_mean": _interval(drift, [0.0] * len(drift)),
-           "drift.answer_ds_item_max": Measurement.paired(float(np.max(drift)))}
-    noise = [s.drift.seed_noise for s in summaries]
-    if any(n is None for n in noise):        # one seed, or greedy: no noise floor, drift is judged as it is
+    out = {"drift.answer_ds_mean": _mean(drift, resampler), "drift.answer_ds_item_max": _mean(drift, resampler, "max")}
+    if any(s.drift.seed_noise is None for s in summaries):   # one seed, or greedy: drift is judged as it is
         out["drift.seed_noise"] = Measurement.not_measured("needs two seeds with sampled decoding")
-        noise = [0.0] * len(noise)
     else:
-        out["drift.seed_noise"] = Measurement.paired(float(np.mean(noise)))
-    out["drift.answer_ds_excess"] = _interval(drift, noise)
-    out["drift.answer_ds_item_excess_max"] = Measurement.paired(
-        float(np.max([s.drift.answer_ds_excess for s in summaries])))
-    for key in ("ds_qr", "coverage", "ds_aa"):
-        out[f"drift.{key}"] = _interval([getattr(s.candidate, key) for s in summaries],
-                                        [getattr(s.reference, key) for s in summaries])
-    out["retrieval.top1_agreement"] = Measurement.paired(float(np.mean([r.drift.same_top1 for r in records])))
+        out["drift.seed_noise"] = _mean([s.drift.seed_noise for s in summaries], resampler)
+    excess = [s.drift.answer_ds_excess for s in summaries]
+    out["drift.answer_ds_excess"] = _mean(excess, resampler)
+    out["drift.answer_ds_item_excess_max"] = _mean(excess, resampler, "max")
+    out["drift.ds_aa"] = _paired_diff(summaries, "ds_aa", resampler)
     test = m.mcnemar([s.reference.lambda_label == m.CONVERGENT for s in summaries],
                      [s.candidate.lambda_label == m.CONVERGENT for s in summaries])
     out["lambda.mcnemar"] = Measurement.paired(test.p_value, reference_only=test.reference_only,
-                                               candidate_only=test.candidate_only,
-                                               decidable=len(summaries) >= m.MIN_ITEMS_TO_DECIDE)
+                                               candidate_only=test.candidate_only)
+    return out
+
+
+def _paired_diff(summaries: Sequence[ItemSummary], key: str, resampler: Resampler) -> Measurement:
+    cand, ref = [getattr(s.candidate, key) for s in summaries], [getattr(s.reference, key) for s in summaries]
+    return Measurement.paired(float(np.mean(cand) - np.mean(ref)), resampler.paired(cand, ref), n=len(cand))
+
+
+def _retrieval_drift(items: dict[str, ItemSummary], records: Sequence[Record],
+                     resampler: Resampler) -> dict[str, Measurement]:
+    """How retrieval differs between the variants, and the answer drift on the items it moved."""
+    summaries = list(items.values())
+    changed = [s for s in summaries if not s.drift.matched]
+    out = {"drift.ds_qr": _paired_diff(summaries, "ds_qr", resampler),
+           "drift.coverage": _paired_diff(summaries, "coverage", resampler),
+           "retrieval.top1_agreement": Measurement.paired(float(np.mean([r.drift.same_top1 for r in records]))),
+           "retrieval.changed_share": Measurement.paired(
+               float(np.mean([not r.drift.same_context for r in records])), changed_items=len(changed),
+               matched_items=len(summaries) - len(changed))}
+    if changed:
+        out["drift.retrieval_answer_ds_excess"] = _mean([s.drift.retrieval_answer_ds_excess for s in changed],
+                                                        resampler)
+    else:
+        out["drift.retrieval_answer_ds_excess"] = Measurement.not_measured(
+            "every run showed both variants the same chunks: retrieval moved no answer")
     return out
 
 
@@ -224,15 +291,14 @@ def probe_flips(runs: dict[str, dict], stick: Stick) -> dict[str, dict]:
     return out
 
 
-def probe_metrics(flips: dict[str, dict], min_probes: int) -> dict[str, Measurement]:
-    """Flip rate per variant and the candidate's excess; fewer than `min_probes` probes decide nothing."""
+def probe_metrics(flips: dict[str, dict], resampler: Resampler) -> dict[str, Measurement]:
+    """Flip rate per variant and the candidate's excess, with its interval over probes."""
     out = {"probes.flip_rate": Measurement.of_variants(flips["reference"]["rate"], flips["candidate"]["rate"])}
-    n_probes = len(flips["candidate"]["probes"])
     if flips["candidate"]["rate"] is None:
         out["probes.flip_excess"] = Measurement.not_measured("probes are off (probes.items: 0)")
-    elif n_probes < min_probes:
-        out["probes.flip_excess"] = Measurement.not_measured(f"only {n_probes} probes, too few to decide "
-                                                             f"(need {min_probes}; raise probes.items)")
-    else:
-        out["probes.flip_excess"] = Measurement.paired(flips["candidate"]["rate"] - flips["reference"]["rate"])
+        return out
+    cand = [float(p["flipped"]) for p in flips["candidate"]["probes"]]
+    ref = [float(p["flipped"]) for p in flips["reference"]["probes"]]
+    out["probes.flip_excess"] = Measurement(value=float(np.mean(cand) - np.mean(ref)), ci=resampler.paired(cand, ref),
+                                            n=len(cand), worst=1.0 - float(np.mean(ref)))
     return out

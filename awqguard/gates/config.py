@@ -39,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "probes": {"items": 4, "k": [5, 10], "header_shuffle": True},
     "entropy": {"tokens": 192},
     "perplexity": {"window": 256, "max_windows": 8},
+    "decision": {"min_items": 8, "strict": False},   # gates on fewer units are inconclusive; strict: that fails
     "gates": {},
 }
 
@@ -89,6 +90,8 @@ SCHEMA: dict[str, Any] = {
         "entropy": {"type": "object", "additionalProperties": False, "properties": {"tokens": {"type": "integer", "minimum": 32}}},
         "perplexity": {"type": "object", "additionalProperties": False, "properties": {
             "window": {"type": "integer", "minimum": 16}, "max_windows": _POSITIVE}},
+        "decision": {"type": "object", "additionalProperties": False, "properties": {
+            "min_items": {"type": "integer", "minimum": 2}, "strict": {"type": "boolean"}}},
         "gates": {"type": "object", "propertyNames": {"enum": [g.id for g in DEFAULT_GATES]},
                   "additionalProperties": OVERRIDE_SCHEMA},
     },

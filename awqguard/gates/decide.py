@@ -7,7 +7,7 @@ import math
 
 from awqguard.gates.document import GateResult, Measurement, WorstItem, failing_symptoms
 from awqguard.gates.fixtures import Item
-from awqguard.gates.policy import Gate
+from awqguard.gates.policy import Decision, Gate
 from awqguard.gates.problem_map import SYMPTOMS
 from awqguard.gates.records import ItemSummary
 from awqguard.gates.registry import Worst
@@ -16,8 +16,8 @@ WORST_ITEMS = 3
 
 
 def decide(gates: list[Gate], metrics: dict[str, Measurement], summaries: dict[str, ItemSummary],
-           flips: dict[str, dict]) -> list[GateResult]:
-    return [g.judge(metrics.get(g.metric), worst_items(g.worst, summaries, flips)) for g in gates]
+           flips: dict[str, dict], decision: Decision = Decision()) -> list[GateResult]:
+    return [g.judge(metrics.get(g.metric), worst_items(g.worst, summaries, flips), decision) for g in gates]
 
 
 def worst_items(worst: Worst | None, summaries: dict[str, ItemSummary], flips: dict[str, dict],
@@ -28,8 +28,9 @@ def worst_items(worst: Worst | None, summaries: dict[str, ItemSummary], flips: d
     if worst.side == "probes":
         return tuple(WorstItem(p["item"], p["ds"], p["probe"]) for p in flips["candidate"]["probes"]
                      if p["flipped"])[:n]
-    ranked = {i: s for i, s in summaries.items() if worst.kind is None or s.kind == worst.kind}
     key = lambda item: getattr(getattr(item[1], worst.side), worst.key)
+    ranked = {i: s for i, s in summaries.items()
+              if (worst.kind is None or s.kind == worst.kind) and key((i, s)) is not None}
     top = sorted(ranked.items(), key=key, reverse=worst.largest)[:n]
     return tuple(WorstItem(i, round(float(key((i, s))), 4)) for i, s in top)
 
@@ -47,7 +48,7 @@ def symptom_entries(results: list[GateResult]) -> list[dict]:
 
 
 def run_notices(settings, items: list[Item], ref_fingerprint: str, cand_fingerprint: str,
-                summaries: dict[str, ItemSummary]) -> list[str]:
+                summaries: dict[str, ItemSummary], decision_min: int = Decision.min_items) -> list[str]:
     """What a reader must know to read this run's verdicts (what could not vary, what is too thin)."""
     out = []
     if settings.decoding.greedy:
@@ -56,9 +57,14 @@ def run_notices(settings, items: list[Item], ref_fingerprint: str, cand_fingerpr
     if cand_fingerprint == ref_fingerprint:
         out.append("The candidate is the reference model itself: answers, entropy, perplexity and KL cannot differ; "
                    "only a quantized embedder can move retrieval. This run shows the gates' false-alarm floor.")
-    if len(items) < 10:
-        out.append(f"Only {len(items)} items: too few to decide drift with confidence (bootstrap intervals and "
-                   "McNemar need at least 10).")
+    if len(items) < decision_min:
+        out.append(f"Only {len(items)} items: fewer than the {decision_min} a gate decides on (decision.min_items), "
+                   "so the gates over items are inconclusive.")
+    changed = [i for i, s in summaries.items() if not s.drift.matched]
+    if changed:
+        out.append(f"{len(changed)} of {len(summaries)} items showed the candidate other chunks than the reference in "
+                   "at least one run: answer drift, λ and JSON validity are judged on the other items (the "
+                   "generator's drift), and the drift on these is reported as retrieval drift.")
     for kind in ("json", "long"):
         if not any(s.kind == kind for s in summaries.values()):
             out.append(f"The suite has no {kind} items: the gates that need them are skipped.")

@@ -19,9 +19,14 @@ SCHEMA_VERSION = 1          # the results.json format this awqguard writes and r
 
 @dataclass(frozen=True)
 class Measurement:
-    """One metric's figures: a value per variant, or one `value` for the pair (drift, ratios);
-    `reason` says why it was not measured (its gates are skipped); `details` are extra figures
-    shown beside it (interval size, the two perplexities, ...)."""
+    """One metric's figures: a value per variant, or one `value` for the pair (drift, ratios).
+
+    `ci` is the 95% interval of the gated figure over `n` resampled units (None: the figure has no
+    sampling noise, as a byte count); `diff_ci` the interval of candidate − reference for figures
+    per variant. `reason` says why it was not measured (its gates are skipped); `fixed` why it
+    cannot move in this configuration (its gates are uninformative); `worst` the worst value the
+    gated figure could take in this run, where the metric's own bounds do not say it; `details` are
+    extra figures shown beside it (the two perplexities, the estimate label, ...)."""
 
     reference: float | None = None
     candidate: float | None = None
@@ -29,15 +34,21 @@ class Measurement:
     per_variant: bool = False
     reason: str | None = None
     ci: tuple[float, float] | None = None
+    n: int | None = None
+    diff_ci: tuple[float, float] | None = None
+    fixed: str | None = None
+    worst: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of_variants(cls, reference: float | None, candidate: float | None) -> "Measurement":
-        return cls(reference=reference, candidate=candidate, per_variant=True)
+    def of_variants(cls, reference: float | None, candidate: float | None, ci: tuple[float, float] | None = None,
+                    diff_ci: tuple[float, float] | None = None, n: int | None = None) -> "Measurement":
+        return cls(reference=reference, candidate=candidate, per_variant=True, ci=ci, diff_ci=diff_ci, n=n)
 
     @classmethod
-    def paired(cls, value: float | None, ci: tuple[float, float] | None = None, **details: Any) -> "Measurement":
-        return cls(value=value, ci=ci, details=details)
+    def paired(cls, value: float | None, ci: tuple[float, float] | None = None, n: int | None = None,
+               **details: Any) -> "Measurement":
+        return cls(value=value, ci=ci, n=n, details=details)
 
     @classmethod
     def not_measured(cls, reason: str) -> "Measurement":
@@ -53,13 +64,12 @@ class Measurement:
                 if isinstance(v, float)]
 
     def to_json(self) -> dict[str, Any]:
-        if self.per_variant:
-            return {"reference": self.reference, "candidate": self.candidate}
-        out: dict[str, Any] = {"value": self.value}
-        if self.reason is not None:
-            out["reason"] = self.reason
-        if self.ci is not None:
-            out["ci"] = list(self.ci)
+        out: dict[str, Any] = ({"reference": self.reference, "candidate": self.candidate} if self.per_variant
+                               else {"value": self.value})
+        for key in ("reason", "ci", "n", "diff_ci", "fixed"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = list(value) if isinstance(value, tuple) else value
         return {**out, **self.details}
 
 
@@ -87,14 +97,15 @@ class GateResult:
     op: str
     tolerance: float | None
     severity: str
-    status: str                    # pass | fail | warn | skip
-    passed: bool
+    status: str                    # pass | fail | warn | skip | inconclusive | uninformative
+    passed: bool                   # False only for a failed fail-severity gate
     basis: str                     # absolute | reference | none
     message: str
     ci: tuple[float, float] | None
     symptoms: tuple[tuple[str, str], ...]      # (id, title)
     fixes: tuple[str, ...]
     worst_items: tuple[WorstItem, ...]
+    n: int | None = None           # the units the interval rests on
 
     @property
     def failing(self) -> bool:
@@ -104,7 +115,7 @@ class GateResult:
         return {"id": self.id, "metric": self.metric, "description": self.description, "value": self.value,
                 "reference": self.reference, "threshold": self.threshold, "op": self.op, "tolerance": self.tolerance,
                 "severity": self.severity, "status": self.status, "passed": self.passed, "basis": self.basis,
-                "message": self.message, "ci": list(self.ci) if self.ci is not None else None,
+                "message": self.message, "ci": list(self.ci) if self.ci is not None else None, "n": self.n,
                 "symptoms": [{"id": i, "title": t} for i, t in self.symptoms], "fixes": list(self.fixes),
                 "worst_items": [w.to_json() for w in self.worst_items]}
 
@@ -123,14 +134,18 @@ class Summary:
     symptoms: tuple[str, ...]
     items: int
     runs: int
+    inconclusive: int = 0
+    uninformative: int = 0
 
     @classmethod
     def of(cls, gates: list[GateResult], items: int, runs: int) -> "Summary":
-        return cls(len(gates), sum(g.status == "fail" for g in gates), sum(g.status == "warn" for g in gates),
-                   sum(g.status == "skip" for g in gates), failing_symptoms(gates), items, runs)
+        count = lambda status: sum(g.status == status for g in gates)
+        return cls(len(gates), count("fail"), count("warn"), count("skip"), failing_symptoms(gates), items, runs,
+                   count("inconclusive"), count("uninformative"))
 
     def to_json(self) -> dict[str, Any]:
         return {"gates": self.gates, "failed": self.failed, "warned": self.warned, "skipped": self.skipped,
+                "inconclusive": self.inconclusive, "uninformative": self.uninformative,
                 "symptoms": list(self.symptoms), "items": self.items, "runs": self.runs}
 
 
@@ -156,22 +171,37 @@ class ResultsDocument:
     cache: dict[str, Any]
     timing: dict[str, Any]
     records: list[Record]
+    strict: bool = False           # inconclusive gates fail the check
+
+    @property
+    def verdict(self) -> str:
+        return verdict_of([g.status for g in self.gates], self.strict)
 
     @property
     def passed(self) -> bool:
-        return all(g.status != "fail" for g in self.gates)
+        return self.verdict != "fail"
 
     def to_json(self) -> dict[str, Any]:
         """Plain, strict-JSON data (a NaN is written as null: its gate already failed)."""
         return files.finite({
             "schema_version": SCHEMA_VERSION, "awqguard_version": self.awqguard_version, "created": self.created,
-            "passed": self.passed, "warn_only": self.warn_only, "summary": self.summary.to_json(),
+            "passed": self.passed, "verdict": self.verdict, "strict": self.strict, "warn_only": self.warn_only,
+            "summary": self.summary.to_json(),
             "gates": [g.to_json() for g in self.gates], "symptoms": self.symptoms, "notices": self.notices,
             "metrics": rounded({k: m.to_json() for k, m in self.metrics.items()}),
             "items": rounded({k: s.to_json() for k, s in self.items.items()}),
             "probes": rounded(self.probes), "entropy": rounded(self.entropy), "perplexity": self.perplexity,
             "cost": self.cost, "environment": self.environment, "evidence": self.evidence, "cache": self.cache,
             "timing": self.timing, "records": [r.to_json() for r in self.records]})
+
+
+def verdict_of(statuses: list[str], strict: bool = False) -> str:
+    """fail when a gate failed (or, strict, could not be decided); inconclusive when none failed
+    but some could not be decided; else pass."""
+    undecided = "inconclusive" in statuses
+    if "fail" in statuses or (strict and undecided):
+        return "fail"
+    return "inconclusive" if undecided else "pass"
 
 
 def rounded(value):

@@ -25,15 +25,15 @@ from awqguard.gates.load import (Contender, LoadedModel, SuiteInput, check_token
                                  load_reference, load_suite_input)
 from awqguard.gates.pipeline import Retrieval, retrieval_stage
 from awqguard.gates.provenance import cost_section, environment, evidence_section, peak_rss_mib
+from awqguard.gates.policy import Decision
 from awqguard.gates.records import ItemSummary, Record
+from awqguard.gates.resample import Resampler
 from awqguard.gates.runner import RunSettings, run_variant, settings_from
 from awqguard.gates.scoring import Stick
 from awqguard.gates.teacher import EntropyResult, PerplexityResult, entropy_stage, perplexity_stage
 from awqguard.version import __version__
 
 __all__ = ["LoadedModel", "run_gates"]
-
-MIN_PROBES = 10               # fewer probe answers than this cannot tell a flip rate from noise
 
 
 class Stages:
@@ -97,15 +97,16 @@ def run_gates(check: CheckConfig | dict, use_cache: bool = True, warn_only: bool
         retrieval = retrieval_stage(config["pipeline"], suite_input.chunks, use_cache,
                                     custom_retriever(config["pipeline"]["retriever"], suite_input, settings))
     runs = run_variants(suite_input, models, retrieval, settings, stages, use_cache)
+    resampler = Resampler.for_suite(suite_input.suite.fingerprint)
     with stages("measure"):
-        measured = measure(suite_input, runs, retrieval, settings)
+        measured = measure(suite_input, runs, retrieval, settings, resampler)
     with stages("entropy"):
         entropy = entropy_stage(models.reference.backend, models.candidate.backend,
-                                runs.runs["reference"]["continuations"])
+                                runs.runs["reference"]["continuations"], resampler)
     with stages("perplexity"):
         ppl_cfg = config["perplexity"]
         perplexity = perplexity_stage(models.reference.backend, models.candidate.backend, suite_input.suite,
-                                      ppl_cfg["window"], ppl_cfg["max_windows"])
+                                      ppl_cfg["window"], ppl_cfg["max_windows"], resampler)
     document = results_document(config, warn_only, gates, suite_input, models, retrieval, runs, measured, entropy,
                                 perplexity, settings, stages, use_cache)
     return document.to_json()
@@ -178,16 +179,19 @@ def _cached_run(key_parts: dict, use_cache: bool, compute) -> tuple[dict, bool]:
     return value, False
 
 
-def measure(suite_input: SuiteInput, runs: Runs, retrieval: Retrieval, settings: RunSettings) -> Measured:
+def measure(suite_input: SuiteInput, runs: Runs, retrieval: Retrieval, settings: RunSettings,
+            resampler: Resampler) -> Measured:
     """Records, item summaries and suite metrics, all measured with the full-precision stick."""
     suite, items, chunks = suite_input.suite, suite_input.items, retrieval.reference.chunks
     stick = Stick(retrieval.stick_embedder)
     evidence = aggregate.embed_texts(stick, suite, items, chunks, runs.runs)
-    records = aggregate.build_records(suite, items, chunks, runs.runs, stick, evidence)
-    summaries = aggregate.item_summaries(records, stick,
+    records = aggregate.build_records(suite, items, chunks, runs.runs, stick, evidence, settings.prompt_chunks)
+    summaries = aggregate.item_summaries(records, stick, resampler,
                                          seeds_vary=not settings.decoding.greedy and len(settings.seeds) > 1)
     flips = aggregate.probe_flips(runs.runs, stick)
-    metrics = {**aggregate.suite_metrics(summaries, records), **aggregate.probe_metrics(flips, MIN_PROBES)}
+    metrics = {**aggregate.suite_metrics(summaries, records, resampler,
+                                         retrieval_shared=retrieval.candidate is retrieval.reference),
+               **aggregate.probe_metrics(flips, resampler)}
     return Measured(records, summaries, flips, metrics)
 
 
@@ -208,10 +212,11 @@ def results_document(config, warn_only, gates, suite_input: SuiteInput, models: 
     ref, cand = models.reference, models.candidate
     cost = cost_section(ref, cand, runs.runs, any(runs.cache_hits.values()), peak_rss_mib())
     metrics = {**measured.metrics, **entropy.metrics, **perplexity.metrics, **cost.metrics}
+    decision = Decision.of(config.get("decision"))
     notices = retrieval.notices + run_notices(settings, suite_input.items, ref.fingerprint, cand.fingerprint,
-                                              measured.summaries) + non_finite_notice(metrics) \
+                                              measured.summaries, decision.min_items) + non_finite_notice(metrics) \
         + served_notice(bool(ref.endpoint), bool(cand.endpoint), settings.decoding.greedy, settings.decoding.order)
-    verdicts = decide(gates, metrics, measured.summaries, measured.flips)
+    verdicts = decide(gates, metrics, measured.summaries, measured.flips, decision)
     return ResultsDocument(
         awqguard_version=__version__, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         warn_only=warn_only, gates=verdicts, summary=Summary.of(verdicts, len(suite_input.items), len(measured.records)),
@@ -224,4 +229,4 @@ def results_document(config, warn_only, gates, suite_input: SuiteInput, models: 
         timing={"wall_s": stages.total(), "stages": stages.seconds,
                 "generation": {v: runs.runs[v]["timing"] for v in aggregate.VARIANTS},
                 **({"requests": requests} if (requests := request_counts(models)) else {})},
-        records=measured.records)
+        records=measured.records, strict=decision.strict)

@@ -14,15 +14,18 @@ import numpy as np
 from awqguard.backends.base import Scores
 from awqguard.gates import metrics as m
 from awqguard.gates import topk
+from awqguard.gates.resample import Resampler
 
-SMOOTH_WINDOW = 64
+SMOOTH_WINDOW = 32
+ONSET_FROM, ONSET_FULL = 1.25, 2.0     # candidate/reference entropy ratio where a position starts / fully counts
+ENTROPY_FLOOR = 0.1                    # nats: below this the reference is treated as this sure (ratios stay finite)
 
 
 def position_curves(pairs: Iterable[tuple[Scores, Scores]]) -> dict | None:
-    """Mean per-position entropy of both models, KL and top-1 agreement over the (reference,
-    candidate) scores of each continuation; None without continuations. When either side is
-    top-K, both entropies are top-K estimates at the same K (gates/topk.py); positions a backend
-    could not score are left out of that position's mean."""
+    """Per-position entropy of both models, KL and top-1 agreement over the (reference, candidate)
+    scores of each continuation: one row per sequence (`rows`) and their means; None without
+    continuations. When either side is top-K, both entropies are top-K estimates at the same K
+    (gates/topk.py); positions a backend could not score are left out of that position's mean."""
     h_r, h_c, kl, agree, ks = [], [], [], [], set()
     for ref, cand in pairs:
         k = topk.common_k(ref, cand)
@@ -37,14 +40,15 @@ def position_curves(pairs: Iterable[tuple[Scores, Scores]]) -> dict | None:
     if not h_r:
         return None
     length = min(len(x) for x in h_r)
-    mean = lambda xs: _position_mean(np.array([x[:length] for x in xs], dtype=np.float64))
+    rows = lambda xs: np.array([x[:length] for x in xs], dtype=np.float64)
     k = topk.smallest_k(ks)
-    return {"entropy_reference": mean(h_r), "entropy_candidate": mean(h_c), "kl": mean(kl),
-            "top1_agreement": mean(agree), "sequences": len(h_r), "length": length,
-            **({"estimate": topk.estimate_label(k)} if k is not None else {})}
+    rows_r, rows_c = rows(h_r), rows(h_c)
+    return {"entropy_reference": position_mean(rows_r), "entropy_candidate": position_mean(rows_c),
+            "kl": position_mean(rows(kl)), "top1_agreement": position_mean(rows(agree)), "sequences": len(h_r),
+            "length": length, "rows": (rows_r, rows_c), **({"estimate": topk.estimate_label(k)} if k is not None else {})}
 
 
-def _position_mean(rows: np.ndarray) -> np.ndarray:
+def position_mean(rows: np.ndarray) -> np.ndarray:
     """Mean over sequences per position, unscored positions left out; a position no sequence could
     score takes its neighbours' value (curves must be finite)."""
     if not np.isnan(rows).any():
@@ -56,15 +60,33 @@ def _position_mean(rows: np.ndarray) -> np.ndarray:
     return np.interp(idx, idx[good], curve[good]) if good.any() else np.zeros_like(curve)
 
 
-def entropy_verdict(h_reference: np.ndarray, h_candidate: np.ndarray, window: int = SMOOTH_WINDOW) -> dict:
-    """Onsets (first position where smoothed entropy exceeds 2x the reference's early median), the
-    candidate's onset shift as a share of the length (positive = earlier), and the slope excess per 100 tokens."""
-    length = len(h_reference)
-    baseline = m.early_median(h_reference)
-    s_r, s_c = m.smooth(h_reference, window), m.smooth(h_candidate, window)
-    onset_r, onset_c = m.entropy_onset(s_r, baseline), m.entropy_onset(s_c, baseline)
-    shift = ((length if onset_r is None else onset_r) - (length if onset_c is None else onset_c)) / length
-    slope_r, slope_c = m.slope_per_100(s_r), m.slope_per_100(s_c)
-    return {"onset_reference": onset_r, "onset_candidate": onset_c, "onset_shift": float(shift),
-            "slope_reference": slope_r, "slope_candidate": slope_c, "slope_excess": slope_c - slope_r,
-            "early_median": baseline, "smoothed_reference": s_r, "smoothed_candidate": s_c}
+def onset_share(smoothed_reference: np.ndarray, smoothed_candidate: np.ndarray) -> float:
+    """How much of the length the candidate's entropy runs above the reference's own at the same
+    position: each position counts 0 up to a ratio of ONSET_FROM, 1 from ONSET_FULL, linearly
+    between; the mean over positions. Continuous and monotone in the candidate's entropy."""
+    ratio = smoothed_candidate / np.maximum(smoothed_reference, ENTROPY_FLOOR)
+    return float(np.mean(np.clip((ratio - ONSET_FROM) / (ONSET_FULL - ONSET_FROM), 0.0, 1.0)))
+
+
+def _figures(rows_r: np.ndarray, rows_c: np.ndarray, window: int) -> tuple[float, float]:
+    s_r, s_c = m.smooth(position_mean(rows_r), window), m.smooth(position_mean(rows_c), window)
+    return onset_share(s_r, s_c), m.slope_per_100(position_mean(rows_c)) - m.slope_per_100(position_mean(rows_r))
+
+
+def entropy_verdict(rows_reference: np.ndarray, rows_candidate: np.ndarray, resampler: Resampler,
+                    window: int = SMOOTH_WINDOW) -> dict:
+    """The onset share and the slope excess per 100 tokens (candidate − reference), each with its
+    interval over sequences, plus the smoothed curves and the first position where the candidate
+    reaches twice the reference's entropy (the report's marker)."""
+    s_r = m.smooth(position_mean(rows_reference), window)
+    s_c = m.smooth(position_mean(rows_candidate), window)
+    share, slope = _figures(rows_reference, rows_candidate, window)
+    n = len(rows_reference)
+    share_ci = resampler.of(n, lambda idx: _figures(rows_reference[idx], rows_candidate[idx], window)[0])
+    slope_ci = resampler.of(n, lambda idx: _figures(rows_reference[idx], rows_candidate[idx], window)[1])
+    full = np.nonzero(s_c >= ONSET_FULL * np.maximum(s_r, ENTROPY_FLOOR))[0]
+    return {"onset_share": share, "onset_share_ci": share_ci, "slope_excess": slope, "slope_excess_ci": slope_ci,
+            "onset_reference": None, "onset_candidate": int(full[0]) if len(full) else None,
+            "slope_reference": m.slope_per_100(position_mean(rows_reference)),
+            "slope_candidate": m.slope_per_100(position_mean(rows_candidate)),
+            "smoothed_reference": s_r, "smoothed_candidate": s_c}

@@ -136,24 +136,18 @@ def step_labels(s: Sequence[float], window: int = 5) -> list[str]:
 # ---- entropy vs length --------------------------------------------------------------------------
 
 
-def smooth(x: np.ndarray, window: int = 64) -> np.ndarray:
-    """Trailing moving average (shorter windows at the start)."""
+def smooth(x: np.ndarray, window: int = 32) -> np.ndarray:
+    """Moving average over `window` positions centred on each position; near the edges the window
+    slides inward instead of shrinking, so every position averages min(window, len) values and no
+    position is decided by a single token."""
     x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    width = min(window, n)
+    if width == 0:
+        return x
     c = np.cumsum(np.insert(x, 0, 0.0))
-    idx = np.arange(1, len(x) + 1)
-    lo = np.maximum(0, idx - window)
-    return (c[idx] - c[lo]) / (idx - lo)
-
-
-def entropy_onset(h_smoothed: np.ndarray, reference_early_median: float, factor: float = 2.0) -> int | None:
-    """First position where smoothed entropy exceeds factor × the reference's early median; None if never."""
-    above = np.nonzero(np.asarray(h_smoothed) > factor * reference_early_median)[0]
-    return int(above[0]) if len(above) else None
-
-
-def early_median(h: np.ndarray, fraction: float = 0.1, minimum: int = 16) -> float:
-    h = np.asarray(h, dtype=np.float64)
-    return float(np.median(h[: max(minimum, int(len(h) * fraction))]))
+    lo = np.clip(np.arange(n) - width // 2, 0, n - width)
+    return (c[lo + width] - c[lo]) / width
 
 
 def slope_per_100(h: np.ndarray) -> float:
@@ -202,35 +196,7 @@ def json_valid(text: str, schema: dict) -> bool:
     return jsonschema.Draft202012Validator(schema).is_valid(value)
 
 
-# ---- noise: paired bootstrap and McNemar ---------------------------------------------------------
-
-MIN_ITEMS_TO_DECIDE = 10
-
-
-@dataclass(frozen=True)
-class Interval:
-    mean: float
-    low: float
-    high: float
-    n: int
-
-    @property
-    def decidable(self) -> bool:
-        return self.n >= MIN_ITEMS_TO_DECIDE
-
-
-def paired_bootstrap(candidate: Sequence[float], reference: Sequence[float], n_boot: int = 2000,
-                     confidence: float = 0.95, seed: int = 0) -> Interval:
-    """Mean of per-item differences (candidate − reference) with a percentile bootstrap interval,
-    resampling items (pairs stay together)."""
-    diff = np.asarray(candidate, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
-    n = len(diff)
-    if n == 0:
-        raise ValueError("bootstrap needs at least one item")
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    return Interval(float(diff.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), n)
+# ---- noise: McNemar -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

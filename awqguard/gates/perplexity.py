@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
+import numpy as np
 import torch
 
 from awqguard.backends.base import Scores
@@ -38,6 +39,24 @@ def perplexity(nll: torch.Tensor) -> float:
 
 
 @dataclass
+class WindowSums:
+    """Per window: positions scored by both models and the sums of each model's NLL and of KL over
+    them; what the intervals resample (a window is the unit)."""
+
+    tokens: np.ndarray
+    nll_reference: np.ndarray
+    nll_candidate: np.ndarray
+    kl: np.ndarray
+
+    def ratio(self, idx: np.ndarray) -> float:
+        """Perplexity ratio candidate / reference over the windows `idx`."""
+        return math.exp((self.nll_candidate[idx].sum() - self.nll_reference[idx].sum()) / self.tokens[idx].sum())
+
+    def mean_kl(self, idx: np.ndarray) -> float:
+        return float(self.kl[idx].sum() / self.tokens[idx].sum())
+
+
+@dataclass
 class LogitDrift:
     """llama.cpp's perplexity-tool summary of a candidate against a reference. `top_k` is set when
     KL came from top-K scores (a lower-bound estimate, gates/topk.py); `positions` were scored by both."""
@@ -49,6 +68,7 @@ class LogitDrift:
     same_top_rate: float
     top_k: int | None = None
     positions: int = 0
+    windows: WindowSums | None = None
 
     def to_dict(self) -> dict:
         out = {k: round(v, 6) for k, v in self.__dict__.items() if isinstance(v, float)}
@@ -71,8 +91,11 @@ def compare_scores(pairs: Iterable[tuple[Scores, Scores]]) -> LogitDrift:
     if kl.numel() == 0:
         raise ValueError("no position was scored by both models")
     k = topk.smallest_k(ks)
+    sums = lambda xs: np.array([float(x.double().sum()) for x in xs])
+    windows = WindowSums(np.array([len(x) for x in kls], dtype=np.float64), sums(nll_r), sums(nll_c), sums(kls))
     return LogitDrift(perplexity(torch.cat(nll_r)), perplexity(torch.cat(nll_c)), float(kl.mean()),
-                      float(torch.quantile(kl.float(), 0.99)), float(torch.cat(same).float().mean()), k, kl.numel())
+                      float(torch.quantile(kl.float(), 0.99)), float(torch.cat(same).float().mean()), k, kl.numel(),
+                      windows)
 
 
 def compare_models(reference, candidate, windows: torch.Tensor) -> LogitDrift:

@@ -63,13 +63,13 @@ def retrieval_stage(pipe: dict, chunks: list[Chunk], use_cache: bool = True, cus
         retriever = custom()
         return Retrieval(stick_embedder, fp, retriever, retriever, [
             f"Both variants retrieve through {retriever.label}: retrieval cannot differ between them, so the "
-            "retrieval gates check the pipeline itself; each passage is aligned to the suite's corpus for coverage."])
+            "retrieval gates are uninformative; each passage is aligned to the suite's corpus for coverage."])
     reference = build_retriever(stick_embedder, "full precision", fp, chunks, use_cache)
     if not pipe["quantize_embedder"]:
         return Retrieval(stick_embedder, fp, reference, reference, [
             "Retrieval cannot differ between the variants: the candidate pipeline uses the reference's "
-            "full-precision embedder (pipeline.quantize_embedder: false). The retrieval gates check the "
-            "pipeline itself, not the quantization."])
+            "full-precision embedder (pipeline.quantize_embedder: false), so the retrieval gates are "
+            "uninformative."])
     ecfg = QuantConfig(w_bit=pipe["embedder_w_bit"], group_size=pipe["embedder_group_size"], n_samples=64, seqlen=256)
     q_emb, q_fp = load_quantized_embedder(pipe["embedder"], ecfg, use_cache)
     candidate = build_retriever(q_emb, f"AWQ w{ecfg.w_bit} g{ecfg.group_size}", q_fp, chunks, use_cache)

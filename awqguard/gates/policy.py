@@ -1,7 +1,9 @@
 """Gates as parsed objects with a pure check (docs/architecture.md §10). The default policy is data.
 
-A gate compares one metric value with a threshold; severity "fail" blocks a release, "warn" only
-reports. Each gate names a declared metric (gates/registry.py) and the Problem-Map symptoms its
+A gate compares one metric value with a threshold, on the end of the value's 95% interval that is
+worse for the candidate; severity "fail" blocks a release, "warn" only reports. A gate whose
+interval straddles its bar, or that rests on too few units, is inconclusive; one that could not
+fail whatever the candidate did is uninformative. Each gate names a declared metric (gates/registry.py) and the Problem-Map symptoms its
 failure evidences; a configuration may override the fields in OVERRIDE_SCHEMA, keyed by gate id.
 """
 
@@ -22,18 +24,57 @@ SEVERITIES = ("fail", "warn")
 
 
 @dataclass(frozen=True)
+class Decision:
+    """How gates turn measurements into verdicts: the fewest resampling units a gate may decide on,
+    and whether an undecided (inconclusive) gate fails the check."""
+
+    min_items: int = 8
+    strict: bool = False
+
+    @classmethod
+    def of(cls, section: dict | None) -> "Decision":
+        section = section or {}
+        return cls(int(section.get("min_items", cls.min_items)), bool(section.get("strict", cls.strict)))
+
+
+@dataclass(frozen=True)
 class Verdict:
     gate: str
     value: float | None
-    passed: bool
     message: str
-    status: str = ""          # pass | fail | warn (a failed warn-severity gate) | skip (not applicable)
+    status: str               # pass | fail | warn | skip | inconclusive | uninformative
     basis: str = "absolute"   # absolute | reference (the reference misses the bar too) | none
     reference: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Only a failed fail-severity gate blocks; whether an inconclusive one does is the check's policy."""
+        return self.status != "fail"
 
 
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def holds(op: str, interval: tuple[float, float], bar: float) -> bool | None:
+    """Whether `value op bar` holds over the whole interval (True), nowhere in it (False), or the
+    interval straddles the bar (None)."""
+    low, high = interval
+    sure, anywhere = (high, low) if op in ("<=", "<") else (low, high)
+    if OPS[op](sure, bar):
+        return True
+    return None if OPS[op](anywhere, bar) else False
+
+
+def either(a: bool | None, b: bool | None) -> bool | None:
+    """Three-valued or: true if either surely holds, false if both surely fail, else undecided."""
+    if a is True or b is True:
+        return True
+    return False if a is False and b is False else None
+
+
+def _span(ci: tuple[float, float] | None) -> str:
+    return f" (95% interval {ci[0]:.4g} to {ci[1]:.4g})" if ci is not None else ""
 
 
 @dataclass(frozen=True)
@@ -74,39 +115,82 @@ class Gate:
         """How this gate's worst items are found (declared with its metric)."""
         return METRICS[self.metric].worst
 
-    def check(self, value: float | None, reference: float | None = None, reason: str | None = None) -> Verdict:
-        """Pass/fail for one measured value (the candidate's, or a paired figure).
+    @property
+    def lower_is_better(self) -> bool:
+        return self.op in ("<=", "<")
 
-        A value that is missing with a `reason` (not applicable to this suite) is skipped and says
-        why; missing without one, or NaN, never passes silently.
-        """
+    def _relative_bar(self, reference: float | None) -> float | None:
+        """The bar against the reference, where it applies: the reference misses the absolute bar
+        and the gate has a tolerance."""
+        if self.tolerance is None or _missing(reference) or OPS[self.op](reference, self.threshold):
+            return None
+        return self.tolerance if self.lower_is_better else -self.tolerance
+
+    def uninformative(self, m: Measurement) -> str | None:
+        """Why this gate could not fail whatever the candidate did, or None."""
+        if m.fixed:
+            return m.fixed
+        worst = m.worst if m.worst is not None else METRICS[self.metric].worst_value
+        if worst is None:
+            return None
+        if OPS[self.op](worst, self.threshold):
+            return f"even the worst possible {self.metric} ({worst:g}) passes {self.op} {self.threshold:g}"
+        bar = self._relative_bar(m.reference)
+        if bar is not None and OPS[self.op](worst - m.reference, bar):
+            edge = "ceiling" if self.lower_is_better else "floor"
+            return (f"the reference sits at {m.reference:.4g}, so near the {edge} of {self.metric} that any candidate "
+                    f"is within the tolerance of {self.tolerance:g}")
+        return None
+
+    def check(self, m: Measurement, decision: Decision = Decision()) -> Verdict:
+        """The verdict on one measurement: decided on the end of its interval worse for the candidate.
+
+        A value missing with a reason (not applicable to this suite) is skipped and says why;
+        missing without one, or NaN, never passes silently. A gate that could not fail is
+        uninformative; one on too few units, or whose interval straddles its bar, inconclusive."""
+        value, reference = m.gated, m.reference
         if _missing(value):
-            if reason:
-                return Verdict(self.id, None, True, f"{self.metric} not measured: {reason}", "skip", "none", reference)
-            return Verdict(self.id, None, False, f"{self.metric} could not be measured", self._failed(), "none",
+            if m.reason:
+                return Verdict(self.id, None, f"{self.metric} not measured: {m.reason}", "skip", "none", reference)
+            return Verdict(self.id, None, f"{self.metric} could not be measured", self._failed(), "none",
                            reference)
-        if OPS[self.op](value, self.threshold):
-            return Verdict(self.id, value, True, f"{self.metric} = {value:.4g} passes {self.op} {self.threshold:g}",
-                           "pass", "absolute", reference)
-        if self.tolerance is not None and not _missing(reference) and not OPS[self.op](reference, self.threshold):
-            lower_is_better = self.op in ("<=", "<")
-            bound = reference + self.tolerance if lower_is_better else reference - self.tolerance
-            ok = value <= bound if lower_is_better else value >= bound
-            word = "passes" if ok else "fails"
-            return Verdict(self.id, value, ok,
-                           f"{self.metric} = {value:.4g} misses {self.op} {self.threshold:g}, as the reference does "
-                           f"({reference:.4g}); {word} against the reference ({'<=' if lower_is_better else '>='} "
-                           f"{bound:.4g})", "pass" if ok else self._failed(), "reference", reference)
-        return Verdict(self.id, value, False, f"{self.metric} = {value:.4g} fails {self.op} {self.threshold:g}",
-                       self._failed(), "absolute", reference)
+        shown = f"{self.metric} = {value:.4g}{_span(m.ci)}"
+        why_not = self.uninformative(m)
+        if why_not:
+            return Verdict(self.id, value, f"{shown}; uninformative: {why_not}", "uninformative", "none",
+                           reference)
+        absolute = holds(self.op, m.ci or (value, value), self.threshold)
+        bar = self._relative_bar(reference)
+        relative = None if bar is None else holds(self.op, m.diff_ci or (value - reference,) * 2, bar)
+        ok = absolute if bar is None else either(absolute, relative)
+        basis = "absolute" if bar is None or absolute is True else "reference"
+        message = self._message(shown, ok, absolute, bar, reference)
+        if m.n is not None and m.n < decision.min_items:
+            return Verdict(self.id, value, f"{shown}; inconclusive: only {m.n} units, fewer than the "
+                           f"{decision.min_items} a gate decides on (decision.min_items)", "inconclusive", basis,
+                           reference)
+        if ok is None:
+            return Verdict(self.id, value, f"{message}; inconclusive: the interval straddles the bar",
+                           "inconclusive", basis, reference)
+        return Verdict(self.id, value, message, "pass" if ok else self._failed(), basis, reference)
+
+    def _message(self, shown: str, ok: bool | None, absolute: bool | None, bar: float | None,
+                 reference: float | None) -> str:
+        word = {True: "passes", False: "fails", None: "is undecided against"}
+        if bar is None or absolute is True:
+            return f"{shown} {word[ok]} {self.op} {self.threshold:g}"
+        bound = reference + bar
+        return (f"{shown} misses {self.op} {self.threshold:g}, as the reference does ({reference:.4g}); "
+                f"{word[ok]} against the reference ({self.op} {bound:.4g})")
 
     def _failed(self) -> str:
         return "fail" if self.severity == "fail" else "warn"
 
-    def judge(self, measured: Measurement | None, worst_items: tuple[WorstItem, ...] = ()) -> GateResult:
+    def judge(self, measured: Measurement | None, worst_items: tuple[WorstItem, ...] = (),
+              decision: Decision = Decision()) -> GateResult:
         """The gate's result on its metric's measurement (None: the metric was not produced at all)."""
         measured = measured or Measurement()
-        verdict = self.check(measured.gated, measured.reference, measured.reason)
+        verdict = self.check(measured, decision)
         failing = verdict.status in ("fail", "warn")
         fixes = dict.fromkeys(f for s in self.symptoms for f in SYMPTOMS[s].fixes) if failing else {}
         estimate = measured.details.get("estimate")
@@ -115,7 +199,7 @@ class Gate:
             self.id, self.metric, self.description, _rounded(verdict.value), _rounded(verdict.reference),
             self.threshold, self.op, self.tolerance, self.severity, verdict.status, verdict.passed, verdict.basis,
             message, measured.ci, tuple((s, SYMPTOMS[s].title) for s in self.symptoms), tuple(fixes),
-            worst_items if verdict.status != "skip" else ())
+            worst_items if verdict.status not in ("skip", "uninformative") else (), measured.n)
 
 
 def _rounded(value: float | None) -> float | None:
@@ -143,14 +227,19 @@ DEFAULT_GATES: tuple[Gate, ...] = (
     Gate("lambda-chaotic", "lambda.chaotic_share", "<=", 0, symptoms=("synthesis-drift",), tolerance=0.10,
          description="share of items with a run that misses the anchor badly (ΔS(answer, anchor) >= 0.60)"),
     Gate("drift-mean", "drift.answer_ds_excess", "<=", 0.10, symptoms=("ppl-drift", "synthesis-drift"),
-         description="ΔS(candidate answer, reference answer) on the same prompt and seed, mean over items, "
-                     "minus the reference's own seed-to-seed ΔS (the sampling noise floor)"),
+         description="ΔS(candidate answer, reference answer) on the same prompt and seed, mean over the items "
+                     "whose retrieval matched, minus the reference's own seed-to-seed ΔS (the sampling noise floor)"),
+    Gate("retrieval-drift", "drift.retrieval_answer_ds_excess", "<=", 0.10, severity="warn",
+         symptoms=("retrieval-drift",),
+         description="answer drift beyond the noise floor on runs whose retrieved chunks changed: what the "
+                     "candidate's retrieval, not its generator, moved"),
     Gate("drift-item", "drift.answer_ds_item_excess_max", "<=", 0.15, severity="warn", symptoms=("ppl-drift",),
          description="the same drift beyond the noise floor, worst item"),
     Gate("anchor-gap", "anchor_gap.answer_mean", ">", 0.05, symptoms=("boundary-flattened",), tolerance=0.02,
          description="ΔS(answer, distractor) minus ΔS(answer, anchor), mean over items"),
-    Gate("entropy-onset", "entropy.onset_shift", "<=", 0.10, symptoms=("entropy-collapse",),
-         description="how much earlier (share of length) the candidate's entropy onset comes"),
+    Gate("entropy-onset", "entropy.onset_share", "<=", 0.10, symptoms=("entropy-collapse",),
+         description="share of the continuation where the candidate's smoothed entropy runs above the reference's "
+                     "own at the same position (toward 2x; 1.5x counts half)"),
     Gate("entropy-slope", "entropy.slope_excess", "<=", 0.02, symptoms=("entropy-collapse",),
          description="candidate entropy slope minus reference slope, per 100 tokens"),
     Gate("perplexity-ratio", "perplexity.ratio", "<=", 1.20, symptoms=("ppl-drift",),

@@ -55,5 +55,6 @@ SYMPTOMS: dict[str, Symptom] = {s.id: s for s in (
             "The candidate pipeline retrieves different or farther chunks than the reference.",
             ("embedder quantization too coarse",),
             ("keep the embedder in full precision: pipeline.quantize_embedder: false in awqguard.yaml",
-             "quantize the embedder with a smaller group: embedder.group_size: 32")),
+             "quantize the embedder with a smaller group: pipeline.embedder_group_size: 32",
+             "quantize the embedder to more bits: pipeline.embedder_w_bit: 8")),
 )}

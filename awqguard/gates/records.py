@@ -60,6 +60,7 @@ class RunSide:
 class RecordDrift:
     answer_ds: float               # ΔS(candidate answer, reference answer)
     same_top1: bool
+    same_context: bool             # both prompts showed the same chunks in the same order
     ds_qr: float                   # |candidate − reference| of each figure
     coverage: float
     ds_aa: float
@@ -119,6 +120,8 @@ class ItemDrift:
     answer_ds_ci: list[float]      # over the item's prompts and seeds
     seed_noise: float | None       # None where seeds cannot vary (one seed, greedy)
     answer_ds_excess: float
+    matched: bool = True           # every run showed both variants the same chunks in the same order
+    retrieval_answer_ds_excess: float | None = dataclasses.field(default=None, metadata=OPTIONAL)  # unmatched items
 
     def to_json(self) -> dict[str, Any]:
         return _plain(self)

@@ -18,6 +18,7 @@ from awqguard.gates.entropy import entropy_verdict, position_curves
 from awqguard.gates import topk
 from awqguard.gates.fixtures import Suite
 from awqguard.gates.perplexity import LogitDrift, compare_scores, heldout_windows
+from awqguard.gates.resample import Resampler
 
 
 @dataclass(frozen=True)
@@ -32,31 +33,39 @@ class PerplexityResult:
     drift: LogitDrift | None
 
 
-ENTROPY_METRICS = ("entropy.onset_shift", "entropy.slope_excess", "continuation.kl_mean", "continuation.top1_agreement")
+ENTROPY_METRICS = ("entropy.onset_share", "entropy.slope_excess", "continuation.kl_mean", "continuation.top1_agreement")
 PERPLEXITY_METRICS = ("perplexity.ratio", "kl.mean", "kl.p99", "same_top.rate")
-ESTIMATED = {"entropy.onset_shift", "entropy.slope_excess", "continuation.kl_mean", "kl.mean", "kl.p99"}
+ESTIMATED = {"entropy.onset_share", "entropy.slope_excess", "continuation.kl_mean", "kl.mean", "kl.p99"}
 
 
-def entropy_stage(reference: Backend, candidate: Backend, continuations: dict[str, dict]) -> EntropyResult:
-    """Entropy onset and slope of both models along the reference's long continuations."""
+def entropy_stage(reference: Backend, candidate: Backend, continuations: dict[str, dict],
+                  resampler: Resampler) -> EntropyResult:
+    """Entropy onset and slope of both models along the reference's long continuations, with
+    intervals over the continuations."""
     reason = _cannot_score(reference, candidate) or (None if continuations else "the suite has no long items")
     if reason:
         return EntropyResult({name: Measurement.not_measured(reason) for name in ENTROPY_METRICS[:2]})
     curves = position_curves(_continuation_pairs(reference, candidate, continuations))
-    verdict = entropy_verdict(curves["entropy_reference"], curves["entropy_candidate"])
-    values = {"entropy.onset_shift": verdict["onset_shift"], "entropy.slope_excess": verdict["slope_excess"],
-              "continuation.kl_mean": float(curves["kl"].mean()),
-              "continuation.top1_agreement": float(curves["top1_agreement"].mean())}
+    rows = curves.pop("rows")
+    verdict = entropy_verdict(*rows, resampler)
+    n = curves["sequences"]
     estimate = curves.get("estimate")
-    metrics = {name: _measured(name, value, estimate) for name, value in values.items()}
+    metrics = {"entropy.onset_share": _measured("entropy.onset_share", verdict["onset_share"], estimate,
+                                                verdict["onset_share_ci"], n),
+               "entropy.slope_excess": _measured("entropy.slope_excess", verdict["slope_excess"], estimate,
+                                                 verdict["slope_excess_ci"], n),
+               "continuation.kl_mean": _measured("continuation.kl_mean", float(curves["kl"].mean()), estimate),
+               "continuation.top1_agreement": _measured("continuation.top1_agreement",
+                                                        float(curves["top1_agreement"].mean()), estimate)}
     return EntropyResult(metrics, {k: _listify(v) for k, v in {**verdict, **curves}.items()})
 
 
-def _measured(name: str, value: float, estimate: str | None, **details) -> Measurement:
+def _measured(name: str, value: float, estimate: str | None, ci: tuple[float, float] | None = None,
+              n: int | None = None, **details) -> Measurement:
     """A paired figure, labelled as a top-K estimate where it is one."""
     if estimate is not None and name in ESTIMATED:
         details["estimate"] = estimate
-    return Measurement.paired(value, **details)
+    return Measurement.paired(value, ci, n, **details)
 
 
 def _cannot_score(*backends: Backend) -> str | None:
@@ -84,8 +93,10 @@ def _continuation_pairs(reference: Backend, candidate: Backend, continuations: d
         yield next(reference.score([sequence], start)), next(candidate.score([sequence], start))
 
 
-def perplexity_stage(reference: Backend, candidate: Backend, suite: Suite, window: int, max_windows: int) -> PerplexityResult:
-    """Perplexity ratio, KL and same-top rate on the suite's corpus, cut into windows by the reference's tokenizer."""
+def perplexity_stage(reference: Backend, candidate: Backend, suite: Suite, window: int, max_windows: int,
+                     resampler: Resampler) -> PerplexityResult:
+    """Perplexity ratio, KL and same-top rate on the suite's corpus, cut into windows by the
+    reference's tokenizer; the ratio's and KL's intervals resample windows."""
     texts = [d.text for d in sorted(suite.documents.values(), key=lambda d: d.stem)]
     reason = _cannot_score(reference, candidate)
     try:
@@ -98,11 +109,13 @@ def perplexity_stage(reference: Backend, candidate: Backend, suite: Suite, windo
     sequences, start = [prefix + w for w in windows], len(prefix) + 1
     drift = compare_scores(zip(reference.score(sequences, start), candidate.score(sequences, start)))
     estimate = topk.estimate_label(drift.top_k)
-    values = {"perplexity.ratio": drift.ppl_candidate / drift.ppl_reference, "kl.mean": drift.mean_kl,
-              "kl.p99": drift.p99_kl, "same_top.rate": drift.same_top_rate}
-    metrics = {name: _measured(name, value, estimate) for name, value in values.items()}
-    metrics["perplexity.ratio"] = Measurement.paired(values["perplexity.ratio"], ppl_reference=drift.ppl_reference,
-                                                     ppl_candidate=drift.ppl_candidate)
+    w, n = drift.windows, len(windows)
+    metrics = {"perplexity.ratio": Measurement.paired(drift.ppl_candidate / drift.ppl_reference, resampler.of(n, w.ratio),
+                                                      n, ppl_reference=drift.ppl_reference,
+                                                      ppl_candidate=drift.ppl_candidate),
+               "kl.mean": _measured("kl.mean", drift.mean_kl, estimate, resampler.of(n, w.mean_kl), n),
+               "kl.p99": _measured("kl.p99", drift.p99_kl, estimate),
+               "same_top.rate": _measured("same_top.rate", drift.same_top_rate, estimate)}
     return PerplexityResult(metrics, drift)
 
 
