@@ -167,8 +167,9 @@ def _add_check(sub) -> None:
                        description="Run the full-precision reference and the candidate through the RAG pipeline "
                                    "over a fixture suite, compute the metrics, decide the gates and write "
                                    "results.json, items.jsonl, report.html, junit.xml and summary.md. Exit 0 when "
-                                   "every fail-severity gate passes, 1 "
-                                   "otherwise, 4 for configuration or fixture errors.")
+                                   "no fail-severity gate fails (an inconclusive gate heads the verdict but does "
+                                   "not fail it, unless --strict), 1 otherwise, 4 for configuration or fixture "
+                                   "errors.")
     p.add_argument("--config", type=Path, default=None,
                    help="awqguard.yaml or pyproject.toml (default: ./awqguard.yaml, else [tool.awqguard] in ./pyproject.toml)")
     p.add_argument("--reference", default=None, help="reference model folder, .gguf, or a served model's API root "
@@ -187,13 +188,21 @@ def _add_check(sub) -> None:
     p.add_argument("--greedy", action="store_true", help="deterministic decoding instead of sampling")
     p.add_argument("--no-cache", action="store_true", help="recompute runs, indexes and the quantized embedder")
     p.add_argument("--warn-only", action="store_true", help="report failures but exit 0")
+    p.add_argument("--strict", action="store_true",
+                   help="inconclusive gates fail the check (default: they head the verdict but exit 0)")
     p.set_defaults(func=cmd_check)
 
 
 def check_config(args):
     """The one CheckConfig: defaults, then the config file, then the command line."""
-    from awqguard.errors import ConfigError
     from awqguard.gates.config import build_check_config
+    return build_check_config(args.config, check_overrides(args), "command line")
+
+
+def check_overrides(args) -> dict:
+    """The dotted config overrides `check`'s options give; None where one is not given, so the config
+    file's value stands (a flag absent is not a flag set to false)."""
+    from awqguard.errors import ConfigError
     seeds = None
     if args.seeds is not None:
         try:
@@ -202,8 +211,9 @@ def check_config(args):
             raise ConfigError(f"--seeds takes comma-separated integers such as 0,1; got {args.seeds!r}") from None
     overrides = {key: getattr(args, key) for key in ("reference", "candidate", "suite", "out")}
     overrides.update({"reference.model": args.reference_model, "candidate.model": args.candidate_model})
-    overrides.update({"seeds": seeds, "limit": args.limit, "decoding.greedy": True if args.greedy else None})
-    return build_check_config(args.config, overrides, "command line")
+    overrides.update({"seeds": seeds, "limit": args.limit, "decoding.greedy": True if args.greedy else None,
+                      "decision.strict": True if args.strict else None})
+    return overrides
 
 
 def cmd_check(args) -> int:
@@ -282,10 +292,15 @@ def cmd_verify(args) -> int:
     from awqguard.evidence import verify
     results = _read_results(args.results)
     verify(results, args.results, {"candidate": args.candidate, "reference": args.reference, "suite": args.suite})
+    from awqguard.report.format import gate_counts, verdict
     if not results["passed"]:
         print(f"{args.candidate}: the files are the ones checked, but the check did not pass "
-              f"({results['summary']['failed']} gate(s) failed)")
+              f"({gate_counts(results['summary'])})")
         return EXIT_GATE_FAILED
+    if verdict(results) == "inconclusive":     # passed, but not every gate could be decided: say so
+        print(f"{args.candidate}: verified, every file matches the checked candidate and no gate failed, but "
+              f"{results['summary']['inconclusive']} gate(s) were inconclusive")
+        return EXIT_OK
     print(f"{args.candidate}: verified, every file matches the checked candidate and its gates passed")
     return EXIT_OK
 

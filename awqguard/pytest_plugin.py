@@ -27,6 +27,7 @@ OPTIONS = {   # option suffix -> help; each is --awq-NAME on the command line an
     "candidate-model": "the served candidate's model name (default: the server's only model)",
     "out": "output folder for results.json, report.html, junit.xml, summary.md (default: reports/latest)",
 }
+STRICT_HELP = "inconclusive gates fail (default: they are skipped with the reason)"
 
 
 class AwqGateWarning(UserWarning):
@@ -48,11 +49,39 @@ def pytest_addoption(parser):
         group.addoption(f"--awq-{name}", dest=f"awq_{key}", default=None, metavar="NAME" if "model" in name else "PATH",
                         help=text)
         parser.addini(f"awq_gates_{key}", f"awqguard: {text}", default=None)
+    group.addoption("--awq-strict", dest="awq_strict", action="store_true", default=False, help=STRICT_HELP)
+    parser.addini("awq_gates_strict", f"awqguard: {STRICT_HELP}", type="bool", default=False)
 
 
 def pytest_configure(config):
     if config.getoption("awq_gates"):
         config.pluginmanager.register(AwqGates(config), "awqguard-gates")
+
+
+def _option(config, name: str):
+    """--awq-NAME, else the ini key awq_gates_NAME, else None (not given)."""
+    return config.getoption(f"awq_{name}") or config.getini(f"awq_gates_{name}") or None
+
+
+def check_overrides(config) -> dict:
+    """The dotted config overrides the --awq-* options (or ini keys) give; None where one is not given,
+    so the config file's value stands."""
+    overrides = {name: _option(config, name) for name in ("suite", "reference", "candidate", "out")}
+    overrides.update({f"{role}.model": _option(config, f"{role}_model") for role in ("reference", "candidate")})
+    overrides["decision.strict"] = True if _option(config, "strict") else None
+    return overrides
+
+
+def gate_outcome(gate: dict, strict: bool) -> tuple[str, str]:
+    """How pytest reports one gate: ("fail" | "warn" | "skip" | "pass", the text it shows). An
+    inconclusive gate fails only under strict mode; an uninformative one could not fail, so it never
+    passes either: both are skipped with their reason."""
+    status, name = gate["status"], gate["id"]
+    if status == "fail" or (status == "inconclusive" and strict):
+        return "fail", ""
+    if status in ("inconclusive", "uninformative", "skip"):      # the message names the status and why
+        return "skip", f"{name}: {gate['message']}"
+    return ("warn", "") if status == "warn" else ("pass", "")
 
 
 @dataclass(frozen=True)
@@ -87,13 +116,8 @@ class AwqGates:
         from awqguard.errors import AwqguardError
         from awqguard.files import check_writable
         from awqguard.gates.config import build_check_config
-
-        def option(name):
-            return config.getoption(f"awq_{name}") or config.getini(f"awq_gates_{name}") or None
         try:
-            overrides = {name: option(name) for name in ("suite", "reference", "candidate", "out")}
-            overrides.update({f"{role}.model": option(f"{role}_model") for role in ("reference", "candidate")})
-            check = build_check_config(option("config"), overrides, "pytest options")
+            check = build_check_config(_option(config, "config"), check_overrides(config), "pytest options")
             check_writable(check.out, "--awq-out")            # before any work, not after it
         except AwqguardError as exc:
             raise pytest.UsageError(f"awqguard: {exc}") from None
@@ -148,8 +172,10 @@ class AwqGates:
         Console(width=width, file=buffer, force_terminal=False, color_system=None).print(gate_table(results))
         for line in buffer.getvalue().rstrip().splitlines():
             terminalreporter.write_line(line)
-        from awqguard.report.format import verdict_sentence
-        terminalreporter.write_line(verdict_sentence(results), red=not results["passed"], green=results["passed"])
+        from awqguard.report.format import verdict, verdict_note, verdict_sentence
+        colour = {"pass": "green", "fail": "red", "inconclusive": "purple"}[verdict(results)]
+        note = verdict_note(results, "--awq-strict")
+        terminalreporter.write_line(verdict_sentence(results) + (f" — {note}" if note else ""), **{colour: True})
         terminalreporter.write_line(f"report: {self.out / 'report.html'}")
 
 
@@ -165,7 +191,8 @@ class GateCollector(pytest.Collector):
 
 
 class GateItem(pytest.Item):
-    """One gate: passes, fails with its evidence and fixes, warns, or skips with the reason."""
+    """One gate: passes, fails with its evidence and fixes, warns, or skips with the reason (as an
+    inconclusive or uninformative gate does; see gate_outcome)."""
 
     def __init__(self, *, plugin: AwqGates, **kwargs):
         super().__init__(**kwargs)
@@ -178,18 +205,21 @@ class GateItem(pytest.Item):
             raise EngineError(f"the results have no gate {self.name!r}")
         for key in ("metric", "value", "reference", "threshold", "op", "severity", "status"):
             self.user_properties.append((key, gate.get(key)))
-        from awqguard.report.format import gate_failure_text
-        if gate["status"] == "fail":
+        from awqguard.report.format import gate_failure_text, is_strict
+        outcome, text = gate_outcome(gate, is_strict(results))
+        if outcome == "fail":
             raise GateFailed(gate)
-        if gate["status"] == "warn":
+        if outcome == "warn":
             warnings.warn(AwqGateWarning(gate_failure_text(gate)), stacklevel=1)
-        elif gate["status"] == "skip":
-            pytest.skip(f"{self.name}: {gate['message']}")
+        elif outcome == "skip":
+            pytest.skip(text)
 
     def repr_failure(self, excinfo, style=None):
         from awqguard.report.format import gate_failure_text
         if isinstance(excinfo.value, GateFailed):
-            return gate_failure_text(excinfo.value.gate) + f"\nreport: {self.plugin.out / 'report.html'}"
+            gate = excinfo.value.gate
+            why = "\nstrict mode fails an inconclusive gate" if gate["status"] == "inconclusive" else ""
+            return gate_failure_text(gate) + why + f"\nreport: {self.plugin.out / 'report.html'}"
         if isinstance(excinfo.value, EngineError):
             return f"awqguard could not run the gates: {excinfo.value}"
         return super().repr_failure(excinfo, style)

@@ -26,7 +26,7 @@ from _util import emit  # noqa: E402
 
 CANDIDATES = ("identical", "awq", "rtn-w3", "rtn-w2", "awq-corrupt")
 KEY_METRICS = ("perplexity.ratio", "kl.mean", "drift.answer_ds_excess", "drift.seed_noise", "lambda.convergence_rate",
-               "json.validity_drop", "entropy.onset_shift", "entropy.slope_excess", "retrieval.top1_agreement")
+               "json.validity_drop", "entropy.onset_share", "entropy.slope_excess", "retrieval.top1_agreement")
 
 
 def build(name: str, reference, tokenizer, awq_model):

@@ -142,3 +142,17 @@ def test_check_command_line_overrides_the_config_file(tmp_path):
     assert check.data["seeds"] == [1, 2] and check.data["limit"] == 3 and check.data["decoding"]["greedy"] is True
     assert check.data["suite"] == "from-file" and check.data["out"] == str(tmp_path / "o")
     assert check.out == Path(tmp_path / "o")
+
+
+def test_check_strict_becomes_the_decision_override(tmp_path, monkeypatch):
+    from awqguard import cli
+    from awqguard.gates import config as gates_config
+    parser = cli.build_parser()
+    assert cli.check_overrides(parser.parse_args(["check"]))["decision.strict"] is None      # the file decides
+    assert cli.check_overrides(parser.parse_args(["check", "--strict"]))["decision.strict"] is True
+    seen = {}
+    monkeypatch.setattr(gates_config, "build_check_config", lambda path, overrides, label: seen.update(overrides))
+    cli.check_config(parser.parse_args(["check", "--strict", "--greedy"]))
+    assert seen["decision.strict"] is True and seen["decoding.greedy"] is True
+    sub = next(a for a in parser._actions if a.dest == "command").choices["check"]
+    assert "inconclusive gates fail the check" in " ".join(sub.format_help().split())

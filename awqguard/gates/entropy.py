@@ -86,7 +86,7 @@ def entropy_verdict(rows_reference: np.ndarray, rows_candidate: np.ndarray, resa
     slope_ci = resampler.of(n, lambda idx: _figures(rows_reference[idx], rows_candidate[idx], window)[1])
     full = np.nonzero(s_c >= ONSET_FULL * np.maximum(s_r, ENTROPY_FLOOR))[0]
     return {"onset_share": share, "onset_share_ci": share_ci, "slope_excess": slope, "slope_excess_ci": slope_ci,
-            "onset_reference": None, "onset_candidate": int(full[0]) if len(full) else None,
+            "onset_candidate": int(full[0]) if len(full) else None,
             "slope_reference": m.slope_per_100(position_mean(rows_reference)),
             "slope_candidate": m.slope_per_100(position_mean(rows_candidate)),
             "smoothed_reference": s_r, "smoothed_candidate": s_c}

@@ -237,7 +237,7 @@ DEFAULT_GATES: tuple[Gate, ...] = (
          description="the same drift beyond the noise floor, worst item"),
     Gate("anchor-gap", "anchor_gap.answer_mean", ">", 0.05, symptoms=("boundary-flattened",), tolerance=0.02,
          description="ΔS(answer, distractor) minus ΔS(answer, anchor), mean over items"),
-    Gate("entropy-onset", "entropy.onset_share", "<=", 0.10, symptoms=("entropy-collapse",),
+    Gate("entropy-onset", "entropy.onset_share", "<=", 0.15, symptoms=("entropy-collapse",),
          description="share of the continuation where the candidate's smoothed entropy runs above the reference's "
                      "own at the same position (toward 2x; 1.5x counts half)"),
     Gate("entropy-slope", "entropy.slope_excess", "<=", 0.02, symptoms=("entropy-collapse",),

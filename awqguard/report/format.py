@@ -55,14 +55,35 @@ def estimate_note(results: dict, metric: str) -> str:
     return f" ({estimate})" if estimate else ""
 
 
-def verdict_word(passed: bool) -> str:
-    return "PASSED" if passed else "FAILED"
+VERDICT_WORDS = {"pass": "PASSED", "fail": "FAILED", "inconclusive": "INCONCLUSIVE"}
+ALWAYS_COUNTED = ("failed", "warned", "skipped")
+COUNT_ORDER = ("failed", "warned", "inconclusive", "uninformative", "skipped")
+
+
+def verdict(results: dict) -> str:
+    """"pass", "fail" or "inconclusive"; a results.json written before verdicts existed has only `passed`."""
+    return results.get("verdict") or ("pass" if results["passed"] else "fail")
+
+
+def is_strict(results: dict) -> bool:
+    """Whether inconclusive gates failed the check (False for a results.json written before strict mode)."""
+    return bool(results.get("strict", False))
+
+
+def verdict_word(value: str) -> str:
+    """PASSED, FAILED or INCONCLUSIVE for a verdict from `verdict`."""
+    return VERDICT_WORDS[value]
+
+
+def status_counts(summary: dict, keys: tuple[str, ...] = COUNT_ORDER) -> str:
+    """"1 failed, 2 warned, 0 skipped": inconclusive and uninformative only when some gate is, so a
+    check without them reads as it always did (and an older results.json, which lacks them, too)."""
+    return ", ".join(f"{summary.get(k, 0)} {k}" for k in keys if k in ALWAYS_COUNTED or summary.get(k))
 
 
 def gate_counts(summary: dict) -> str:
     """"1 failed, 2 warned, 0 skipped of 15 gates"."""
-    return (f"{summary['failed']} failed, {summary['warned']} warned, {summary['skipped']} skipped "
-            f"of {summary['gates']} gates")
+    return f"{status_counts(summary)} of {summary['gates']} gates"
 
 
 def failed_of(summary: dict) -> str:
@@ -78,15 +99,32 @@ def run_counts(summary: dict) -> str:
 def verdict_sentence(results: dict, mark: Callable[[str], str] = str) -> str:
     """"FAILED: 1 failed, 2 warned, 0 skipped of 15 gates"; `mark` dresses the verdict word for its
     output (colour on a terminal, bold and an icon in Markdown)."""
-    return f"{mark(verdict_word(results['passed']))}: {gate_counts(results['summary'])}"
+    return f"{mark(verdict_word(verdict(results)))}: {gate_counts(results['summary'])}"
+
+
+def verdict_note(results: dict, flag: str = "--strict") -> str:
+    """What an inconclusive gate did to the verdict, for the line after `verdict_sentence`; "" when none is.
+    `flag` is the front end's name for strict mode."""
+    count = results["summary"].get("inconclusive", 0)
+    if not count:
+        return ""
+    gates = f"{count} gate{'s' if count != 1 else ''}"
+    if is_strict(results):
+        return f"{gates} could not be decided on this evidence, which fails the check under strict mode"
+    failed = "no gate failed; " if results["summary"]["failed"] == 0 else ""
+    return f"{failed}{gates} could not be decided on this evidence ({flag} makes that fail)"
 
 
 def evidence_lines(gate: dict) -> list[str]:
-    """What explains a failed (or warned) gate after its message: interval, reference value, worst
-    items, symptoms, fixes, one line each."""
+    """What explains a failed, warned or inconclusive gate after its message: interval (and how many
+    resampling units it rests on), reference value, worst items, symptoms, fixes, one line each."""
     lines = []
+    n = gate.get("n")                                  # absent from a results.json written before it
     if gate["ci"]:
-        lines.append(f"95% interval over items: {interval(gate['ci'])}")
+        over = "items" if n is None else f"{n} resampling units"
+        lines.append(f"95% interval over {over}: {interval(gate['ci'])}")
+    elif n is not None:
+        lines.append(f"resampling units: {n}")
     if gate["reference"] is not None:
         lines.append(f"reference: {number(gate['reference'])}")
     if gate["worst_items"]:
@@ -97,5 +135,5 @@ def evidence_lines(gate: dict) -> list[str]:
 
 
 def gate_failure_text(gate: dict) -> str:
-    """A failed (or warned) gate as plain text: "id: message", then its evidence lines."""
+    """A failed, warned or inconclusive gate as plain text: "id: message", then its evidence lines."""
     return "\n".join([f"{gate['id']}: {gate['message']}", *evidence_lines(gate)])

@@ -16,7 +16,8 @@ import jinja2
 from awqguard import files
 from awqguard.errors import ConfigError
 from awqguard.report import svg
-from awqguard.report.format import failed_of, interval, number, run_counts, threshold_text, verdict_word
+from awqguard.report.format import (failed_of, interval, number, run_counts, status_counts, threshold_text, verdict,
+                                    verdict_note, verdict_word)
 from awqguard.report.schema import ENV_KEYS, loads_strict, validate_results
 
 TOP_DRIFT = 10          # items the "drifted most" filter shows
@@ -27,18 +28,19 @@ def _entropy_plots(results: dict) -> tuple[dict, dict]:
     engine measured no continuation.kl_mean, so the one optional key read here is entropy_reference."""
     entropy = results["entropy"]
     if not entropy.get("entropy_reference"):
-        reason = results["metrics"].get("entropy.onset_shift", {}).get("reason") or "the suite has no long items"
+        reason = results["metrics"].get("entropy.onset_share", {}).get("reason") or "the suite has no long items"
         note = f"Not measured: {reason}."
         return ({"title": "Entropy vs length", "svg": svg.empty_chart("Entropy vs length", reason), "note": note},
                 {"title": "KL over positions", "svg": svg.empty_chart("KL over positions", reason), "note": note})
-    markers = [(entropy[k], f"onset {who}", css) for k, who, css in
-               (("onset_reference", "ref", "ref"), ("onset_candidate", "cand", "cand")) if entropy[k] is not None]
+    onset = entropy["onset_candidate"]
+    markers = [(onset, "cand at 2x ref", "cand")] if onset is not None else []
     chart = svg.line_chart("Entropy vs length (smoothed)", [
         svg.Series("reference", entropy["smoothed_reference"], "ref"),
         svg.Series("candidate", entropy["smoothed_candidate"], "cand")], "generated token", "entropy (nats)", markers)
-    note = (f"Onset: reference {number(entropy['onset_reference'], 0)}, candidate "
-            f"{number(entropy['onset_candidate'], 0)} (positions where smoothed entropy first exceeds twice the "
-            f"reference's early median); slope excess {number(entropy['slope_excess'])} per 100 tokens.")
+    note = (f"Onset share {number(entropy.get('onset_share'))}: the share of the length where the candidate's "
+            f"smoothed entropy runs above the reference's own at the same position (a position counts from 1.25x, "
+            f"fully at 2x); the candidate first reaches 2x at position {number(onset, 0)}. Slope excess "
+            f"{number(entropy['slope_excess'])} per 100 tokens.")
     kl = svg.line_chart("KL(reference ‖ candidate) over positions", [svg.Series("KL per token", entropy["kl"], "kl")],
                         "generated token", "KL (nats)")
     kl_mean = results["metrics"]["continuation.kl_mean"]["value"]
@@ -99,9 +101,10 @@ def _fingerprint(env: dict) -> list[tuple[str, str]]:
 
 
 def report_view(results: dict) -> dict:
-    """Everything the page shows, in display order, from a results.json content the schema accepts."""
-    gates = [{**g, "threshold_text": threshold_text(g, tolerance=True), "value_text": number(g["value"]),
-              "reference_text": number(g["reference"])} for g in results["gates"]]
+    """Everything the page shows, in display order, from a results.json content the schema accepts
+    (one written before inconclusive gates too: `n`, `verdict` and the new counts are read with defaults)."""
+    gates = [{**g, "n": g.get("n"), "threshold_text": threshold_text(g, tolerance=True),
+              "value_text": number(g["value"]), "reference_text": number(g["reference"])} for g in results["gates"]]
     failed = [g for g in gates if g["status"] == "fail"]
     failed_ids = {g["id"] for g in failed}
     symptoms = [{**s, "status": "fail" if failed_ids & set(s["gates"]) else "warn"} for s in results["symptoms"]]
@@ -110,8 +113,11 @@ def report_view(results: dict) -> dict:
     env, timing, summary = results["environment"], results["timing"], results["summary"]
     return {
         "passed": results["passed"], "warn_only": results["warn_only"], "summary": summary,
-        "failed_of": failed_of(summary), "run_counts": run_counts(summary), "verdict": verdict_word(results["passed"]),
-        "failed": failed, "gates": gates, "symptoms": symptoms,
+        "failed_of": failed_of(summary), "run_counts": run_counts(summary), "verdict": verdict_word(verdict(results)),
+        "verdict_class": verdict(results), "verdict_note": verdict_note(results, "awqguard check --strict"),
+        "other_counts": status_counts(summary, ("warned", "inconclusive", "uninformative", "skipped")),
+        "failed": failed, "inconclusive": [g for g in gates if g["status"] == "inconclusive"],
+        "gates": gates, "symptoms": symptoms,
         "notices": results["notices"], "rows": rows, "plots": _plots(results, rows),
         "flipped": sum(r["flipped"] for r in rows), "top_drift": min(TOP_DRIFT, len(rows)),
         "perplexity": results["perplexity"], "fingerprint": _fingerprint(env),

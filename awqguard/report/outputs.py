@@ -23,7 +23,10 @@ OUTPUT_FILES = {"results": "results.json", "items": "items.jsonl", "report": "re
                 "summary": "summary.md"}
 
 STATUS_STYLE = {"pass": ("PASS", "green"), "fail": ("FAIL", "bold red"), "warn": ("WARN", "yellow"),
-                "skip": ("SKIP", "dim")}
+                "skip": ("SKIP", "dim"), "inconclusive": ("INCONCLUSIVE", "bold magenta"),
+                "uninformative": ("UNINFORMATIVE", "cyan")}
+VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold magenta"}
+EXPLAINED = ("fail", "warn", "inconclusive")      # printed below the table with their evidence
 
 
 def results_body(results: dict) -> dict:
@@ -76,21 +79,29 @@ def gate_table(results: dict) -> Table:
 
 
 def print_results(results: dict, console: Console, paths: dict[str, Path] | None = None) -> None:
-    """The gate table, then each failed or warned gate with its evidence and fixes, then the verdict.
-    Text from results is escaped: a fix naming [tool.awqguard] is not rich markup."""
+    """The gate table, then each failed, warned or inconclusive gate with its evidence and fixes, each
+    uninformative one with its reason, then the verdict. Text from results is escaped: a fix naming
+    [tool.awqguard] is not rich markup."""
     console.print(gate_table(results))
     for g in results["gates"]:
-        if g["status"] not in ("fail", "warn"):
-            continue
-        word, style = STATUS_STYLE[g["status"]]
-        console.print(f"\n[{style}]{word}[/] [bold]{escape(g['id'])}[/]: {escape(g['message'])}")
-        for line in fmt.evidence_lines(g):
-            console.print("  " + escape(line))
+        if g["status"] in EXPLAINED or g["status"] == "uninformative":
+            _print_gate(g, console)
     for note in results["notices"]:
         console.print(f"\n[cyan]note[/]: {escape(note)}")
-    style = "bold green" if results["passed"] else "bold red"
-    console.print(f"\n{fmt.verdict_sentence(results, lambda word: f'[{style}]{word}[/]')}; "
+    style = VERDICT_STYLE[fmt.verdict(results)]
+    note = fmt.verdict_note(results)
+    console.print(f"\n{fmt.verdict_sentence(results, lambda word: f'[{style}]{word}[/]')}"
+                  f"{escape(' — ' + note) if note else ''}; "
                   f"{fmt.run_counts(results['summary'])}; wall time {fmt.number(results['timing']['wall_s'], 0)} s")
     if paths:
         console.print(escape(f"report: {paths['report']}  results: {paths['results']}  junit: {paths['junit']}  "
                              f"summary: {paths['summary']}"))
+
+
+def _print_gate(gate: dict, console: Console) -> None:
+    """One gate below the table: its status and message, then (unless uninformative: nothing to weigh) its evidence."""
+    word, style = STATUS_STYLE[gate["status"]]
+    console.print(f"\n[{style}]{word}[/] [bold]{escape(gate['id'])}[/]: {escape(gate['message'])}")
+    if gate["status"] in EXPLAINED:
+        for line in fmt.evidence_lines(gate):
+            console.print("  " + escape(line))

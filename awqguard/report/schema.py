@@ -2,7 +2,7 @@
 
 The schema requires everything report.html, junit.xml and summary.md read, so they index it
 directly; other keys may be present. `validate_results` adds what a schema cannot say: the file's schema version is
-the one this awqguard reads, and the summary's counts and verdict agree with the gates.
+the one this awqguard reads, and the summary's counts, the verdict and `passed` agree with the gates.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ from awqguard.gates.policy import OPS, SEVERITIES
 MAX_PROBLEMS = 3            # schema problems named in one message
 MAX_DEPTH = 32              # results.json nests about 6 deep; far deeper is damage, not data
 IDENTITY = ("schema_version", "passed", "summary", "gates")   # a file with none of them is some other JSON
+STATUSES = ("pass", "fail", "warn", "skip", "inconclusive", "uninformative")
+VERDICTS = ("pass", "fail", "inconclusive")
+COUNTED = (("failed", "fail"), ("warned", "warn"), ("skipped", "skip"), ("inconclusive", "inconclusive"),
+           ("uninformative", "uninformative"))          # summary count -> the gate status it counts
 
 NUMBER = {"type": "number"}
 NUMBER_OR_NULL = {"type": ["number", "null"]}
@@ -40,11 +44,12 @@ def _object(required: dict, optional: dict | None = None, kind: str | list = "ob
 GATE = _object(
     {"id": {"type": "string", "minLength": 1}, "metric": TEXT, "description": TEXT, "value": NUMBER_OR_NULL,
      "reference": NUMBER_OR_NULL, "threshold": NUMBER, "op": {"enum": list(OPS)}, "tolerance": NUMBER_OR_NULL,
-     "severity": {"enum": list(SEVERITIES)}, "status": {"enum": ["pass", "fail", "warn", "skip"]}, "message": TEXT,
+     "severity": {"enum": list(SEVERITIES)}, "status": {"enum": list(STATUSES)}, "message": TEXT,
      "basis": {"enum": ["absolute", "reference", "none"]}, "ci": INTERVAL,
      "symptoms": {"type": "array", "items": _object({"id": TEXT, "title": TEXT})},
      "fixes": TEXTS, "worst_items": {"type": "array", "items": _object({"item": TEXT, "value": NUMBER_OR_NULL})}},
-    {"passed": {"type": "boolean"}},
+    # n: the resampling units behind the interval; absent from a results.json written before it
+    {"passed": {"type": "boolean"}, "n": {"type": ["integer", "null"], "minimum": 0}},
     # judged against the reference means a tolerance was applied: the report prints it
     **{"if": {"required": ["basis"], "properties": {"basis": {"const": "reference"}}},
        "then": {"properties": {"tolerance": NUMBER}}})
@@ -57,7 +62,7 @@ ITEM = _object(
      "drift": _object({"answer_ds_excess": NUMBER, "seed_noise": NUMBER_OR_NULL, "answer_ds_ci": SPREAD})})
 
 ENTROPY_SHOWN = {"smoothed_reference": CURVE, "smoothed_candidate": CURVE, "kl": CURVE,
-                 "onset_reference": NUMBER_OR_NULL, "onset_candidate": NUMBER_OR_NULL,
+                 "onset_candidate": NUMBER_OR_NULL,
                  "slope_excess": NUMBER_OR_NULL, "sequences": {"type": ["integer", "null"]}}
 HAS_CURVES = {"type": "object", "required": ["entropy_reference"],
               "properties": {"entropy_reference": {"type": "array", "minItems": 1}}}
@@ -87,7 +92,7 @@ SCHEMA: dict[str, Any] = {
         {"schema_version": {"type": "integer"}, "created": TEXT, "passed": {"type": "boolean"},
          "warn_only": {"type": "boolean"},
          "summary": _object({k: COUNT for k in ("gates", "failed", "warned", "skipped", "items", "runs")},
-                            {"symptoms": TEXTS}),
+                            {"symptoms": TEXTS, "inconclusive": COUNT, "uninformative": COUNT}),
          "gates": {"type": "array", "items": GATE}, "notices": TEXTS,
          "symptoms": {"type": "array", "items": _object({"id": TEXT, "title": TEXT, "description": TEXT,
                                                          "causes": TEXTS, "fixes": TEXTS, "gates": TEXTS})},
@@ -99,7 +104,9 @@ SCHEMA: dict[str, Any] = {
                         "properties": {k: NUMBER_OR_NULL for k in ("ppl_reference", "ppl_candidate", "mean_kl",
                                                                    "same_top_rate")}},
          "environment": ENVIRONMENT,
-         "timing": _object({"wall_s": NUMBER, "stages": {"type": "object", "additionalProperties": NUMBER}})}),
+         "timing": _object({"wall_s": NUMBER, "stages": {"type": "object", "additionalProperties": NUMBER}})},
+        # absent from a results.json written before inconclusive gates: read as not strict, verdict from passed
+        {"strict": {"type": "boolean"}, "verdict": {"enum": list(VERDICTS)}}),
     **KL_MEAN_WITH_CURVES,
 }
 
@@ -151,20 +158,36 @@ def _check_version(version: Any, writer: Any, path) -> None:
 
 
 def _check_counts(data: dict, path) -> None:
+    """The summary's counts, `verdict` and `passed` agree with the gates; a count or key an older
+    results.json lacks is read as 0, not strict, and the verdict its `passed` implies."""
     gates, summary = data["gates"], data["summary"]
-    counted = {"gates": len(gates), **{k: sum(g["status"] == s for g in gates)
-                                       for k, s in (("failed", "fail"), ("warned", "warn"), ("skipped", "skip"))}}
-    claimed = {k: summary[k] for k in counted}
+    counted = {"gates": len(gates), **{k: sum(g["status"] == s for g in gates) for k, s in COUNTED}}
+    claimed = {k: summary.get(k, 0) for k in counted}
     if claimed != counted:
         raise ValueError(f"{path}: summary says {_counts(claimed)} but the gates list holds {_counts(counted)}: "
                          "the file was edited (a gate removed or a status changed); rerun awqguard check")
-    if data["passed"] != (counted["failed"] == 0):
-        raise ValueError(f"{path}: passed is {str(data['passed']).lower()} but {counted['failed']} gate(s) failed: "
-                         "the file was edited; rerun awqguard check")
+    strict = data.get("strict", False)
+    verdict = _verdict(counted, strict)
+    if data.get("verdict", verdict) != verdict:
+        raise ValueError(f"{path}: verdict is {data['verdict']} but the gates make it {verdict} "
+                         f"({_counts(counted)}{', strict' if strict else ''}): the file was edited; "
+                         "rerun awqguard check")
+    if data["passed"] != (verdict != "fail"):
+        raise ValueError(f"{path}: passed is {str(data['passed']).lower()} but {counted['failed']} gate(s) failed"
+                         + (f" and {counted['inconclusive']} were inconclusive under strict" if strict else "")
+                         + ": the file was edited; rerun awqguard check")
+
+
+def _verdict(counted: dict, strict: bool) -> str:
+    """The verdict the gates make: a failed gate fails the check, and so does an inconclusive one under strict."""
+    if counted["failed"] or (strict and counted["inconclusive"]):
+        return "fail"
+    return "inconclusive" if counted["inconclusive"] else "pass"
 
 
 def _counts(c: dict) -> str:
-    return f"{c['gates']} gates ({c['failed']} failed, {c['warned']} warned, {c['skipped']} skipped)"
+    others = "".join(f", {c[k]} {k}" for k in ("inconclusive", "uninformative") if c[k])
+    return f"{c['gates']} gates ({c['failed']} failed, {c['warned']} warned{others}, {c['skipped']} skipped)"
 
 
 def _walk(data: Any):

@@ -10,7 +10,8 @@ from engine_helpers import config, reduced_suite
 
 pytestmark = pytest.mark.slow
 
-REDUCED = dict(probes={"items": 2, "k": [5]}, entropy={"tokens": 96}, perplexity={"window": 256, "max_windows": 6})
+REDUCED = dict(probes={"items": 2, "k": [5]}, entropy={"tokens": 96}, perplexity={"window": 256, "max_windows": 6},
+               decision={"min_items": 2})
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,14 @@ def test_identical_candidate_passes_every_gate_with_a_quantized_embedder(env, mo
     # the quantized embedder really moves retrieval (so answers move too), yet no gate fires
     assert results["metrics"]["retrieval.top1_agreement"]["value"] < 1
     assert results["metrics"]["kl.mean"]["value"] == 0
+    # the drift is the retrieval's: items whose prompts matched have identical answers (coupled
+    # samples of one generator), and the changed ones are measured as retrieval drift
+    changed = results["metrics"]["retrieval.changed_share"]
+    assert changed["value"] > 0 and changed["matched_items"] >= 1, changed
+    assert results["metrics"]["drift.answer_ds_mean"]["value"] == pytest.approx(0, abs=1e-6)
+    assert results["metrics"]["drift.retrieval_answer_ds_excess"]["value"] is not None
+    blamed = {s["id"] for g in results["gates"] if g["status"] in ("fail", "warn") for s in g["symptoms"]}
+    assert blamed <= {"retrieval-drift"}, blamed
 
 
 def test_two_bit_round_to_nearest_fails_with_perplexity_drift(env, monkeypatch):

@@ -61,19 +61,30 @@ def _entropy(logprobs: np.ndarray) -> np.ndarray:
     return topk.entropy(Scores(torch.zeros(lp.shape[0], dtype=torch.long), lp)).numpy()
 
 
-def test_entropy_and_onset_on_synthetic_curves():
+def test_entropy_smoothing_and_slope_on_synthetic_curves():
     uniform = np.log(np.full((1, 4), 0.25))
     assert _entropy(uniform)[0] == pytest.approx(math.log(4))
     assert _entropy(np.log(np.array([[1.0, 1e-300]])))[0] == pytest.approx(0.0, abs=1e-9)
-    flat = np.full(400, 1.0)
-    ramp = np.concatenate([np.full(200, 1.0), np.linspace(1.0, 4.0, 200)])
-    base = m.early_median(flat)
-    assert m.entropy_onset(m.smooth(flat), base) is None
-    onset = m.entropy_onset(ramp, base)     # 1 + 3k/199 first exceeds 2.0 at k = 67
-    assert onset == 267
-    assert m.entropy_onset(m.smooth(ramp, 64), base) > onset  # smoothing delays the onset
     assert m.slope_per_100(np.arange(100) * 0.01) == pytest.approx(1.0)
-    assert m.smooth(np.array([1.0, 3.0, 5.0]), 2).tolist() == [1.0, 2.0, 4.0]
+    assert m.smooth(np.array([1.0, 3.0, 5.0, 7.0]), 2).tolist() == [2.0, 2.0, 4.0, 6.0]
+    # at the edges the window slides inward: the first position averages a whole window, not one token
+    spike = np.zeros(100)
+    spike[0] = 32.0
+    assert m.smooth(spike, 32)[0] == pytest.approx(1.0)
+    assert m.smooth(np.array([5.0]), 32).tolist() == [5.0]
+
+
+def test_onset_share_is_continuous_and_monotone_in_the_candidates_entropy():
+    from awqguard.gates.entropy import ONSET_FROM, ONSET_FULL, onset_share
+    reference = np.full(200, 1.0)
+    shares = [onset_share(reference, reference * f) for f in np.linspace(1.0, 2.5, 31)]
+    assert shares[0] == 0.0 and shares[-1] == 1.0
+    assert all(b >= a for a, b in zip(shares, shares[1:]))
+    assert max(b - a for a, b in zip(shares, shares[1:])) < 0.11          # no jump from 0 to 1
+    halfway = (ONSET_FROM + ONSET_FULL) / 2
+    assert onset_share(reference, reference * halfway) == pytest.approx(0.5)
+    late = np.concatenate([np.full(100, 1.0), np.full(100, 3.0)])       # only the second half runs away
+    assert onset_share(reference, late) == pytest.approx(0.5)
 
 
 def test_repetition_loop():
@@ -90,15 +101,21 @@ def test_json_extraction_and_validity():
     assert not m.json_valid("no json here", schema)
 
 
-def test_paired_bootstrap_known_cases():
+def test_resampled_intervals_known_cases():
+    from awqguard.gates.resample import Resampler
+    rs = Resampler.for_suite("abc")
     ref = np.linspace(0, 1, 20)
-    same = m.paired_bootstrap(ref, ref)
-    assert (same.mean, same.low, same.high) == (0.0, 0.0, 0.0)
-    shifted = m.paired_bootstrap(ref + 0.1, ref)
-    assert shifted.mean == pytest.approx(0.1) and shifted.low == pytest.approx(0.1) and shifted.high == pytest.approx(0.1)
-    noisy = m.paired_bootstrap(ref + np.where(np.arange(20) % 2, 0.2, 0.0), ref, seed=1)
-    assert noisy.low < 0.1 < noisy.high and noisy.mean == pytest.approx(0.1)
-    assert noisy.decidable and not m.paired_bootstrap([1.0] * 5, [0.0] * 5).decidable
+    assert rs.paired(ref, ref) == (0.0, 0.0)
+    low, high = rs.paired(ref + 0.1, ref)
+    assert low == pytest.approx(0.1) and high == pytest.approx(0.1)
+    noisy = ref + np.where(np.arange(20) % 2, 0.2, 0.0)
+    low, high = rs.paired(noisy, ref)
+    assert low < 0.1 < high
+    assert rs.interval(noisy) == Resampler.for_suite("abc").interval(noisy)     # reproducible from the digest
+    assert rs.interval(noisy) != Resampler.for_suite("abd").interval(noisy)
+    low, high = rs.interval([0.0] * 19 + [1.0], "max")                          # the worst item may be left out
+    assert (low, high) == (0.0, 1.0)
+    assert rs.of(20, lambda idx: float(ref[idx].mean())) == pytest.approx(rs.interval(ref), abs=1e-12)
 
 
 def test_mcnemar_known_cases():

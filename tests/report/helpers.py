@@ -11,7 +11,8 @@ from engine_helpers import reduced_suite, save_sharp_model
 
 FAST = {"pipeline": {"chunk_tokens": 24, "chunk_overlap": 6, "prompt_chunks": 2, "quantize_embedder": False},
         "decoding": {"max_new_tokens": {"qa": 12, "json": 12, "long": 12}}, "probes": {"items": 2, "k": [3]},
-        "entropy": {"tokens": 48}, "perplexity": {"window": 64, "max_windows": 4}}
+        "entropy": {"tokens": 48}, "perplexity": {"window": 64, "max_windows": 4},
+        "decision": {"min_items": 2}}       # the tiny suite's 4 items are too few for the default; gates decide
 
 
 def tiny_check(root: Path) -> dict:
@@ -70,3 +71,27 @@ def minimal_results() -> dict:
                         "seeds": [0, 1], "config": {}},
         "timing": {"wall_s": 1.5, "stages": {"measure": 0.5}},
     }
+
+
+INCONCLUSIVE_MESSAGE = "hit-rate.mean = 0.09: its 95% interval [0.060, 0.130] straddles <= 0.1"
+UNINFORMATIVE_MESSAGE = "the reference scores 1.000, the ceiling of json-valid.rate: the gate could not fail"
+
+
+def undecided_results(strict: bool = False) -> dict:
+    """minimal_results with its failed gate passing and two gates added: one inconclusive (its interval
+    straddles the threshold), one uninformative (the reference sits at the metric's ceiling), and the keys
+    results.json carries since: `n`, the two counts, `strict` and `verdict` (inconclusive; fail under strict)."""
+    r = minimal_results()
+    r["gates"][1].update(status="pass", passed=True, value=0.05, fixes=[],
+                         message="perplexity-ratio.mean = 0.05 passes <= 0.1")
+    undecided = {**_gate("hit-rate", "inconclusive", 0.09, INCONCLUSIVE_MESSAGE), "passed": True, "ci": [0.06, 0.13],
+                 "n": 12, "fixes": ["add items to the suite for a narrower interval"]}
+    ceiling = {**_gate("json-valid", "uninformative", 1.0, UNINFORMATIVE_MESSAGE), "passed": True, "op": ">=",
+               "threshold": 0.9, "reference": 1.0, "basis": "reference", "tolerance": 0.05, "ci": [1.0, 1.0],
+               "n": 4, "symptoms": [], "worst_items": []}
+    r["gates"] += [undecided, ceiling]
+    for g in r["gates"]:
+        g.setdefault("n", None)
+    r["summary"].update(gates=6, failed=0, inconclusive=1, uninformative=1)
+    r.update(strict=strict, verdict="fail" if strict else "inconclusive", passed=not strict)
+    return r

@@ -5,9 +5,11 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+import yaml
 
+from awqguard.pytest_plugin import check_overrides, gate_outcome
 from awqguard.shared_run import RUN_LOG
-from helpers import tiny_check, write_config
+from helpers import INCONCLUSIVE_MESSAGE, UNINFORMATIVE_MESSAGE, tiny_check, undecided_results, write_config
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +44,11 @@ def test_failing_gates_read_as_evidence_not_tracebacks(pytester, folders, tmp_pa
     junit = tmp_path / "junit.xml"
     result = pytester.runpytest_subprocess("--awq-gates", "--awq-config", str(cfg), f"--junitxml={junit}", "-rA")
     gates = json.loads((out / "results.json").read_text())["gates"]
-    count = {s: sum(g["status"] == s for g in gates) for s in ("pass", "fail", "warn", "skip")}
+    count = _count(gates)
     assert count["fail"] > 0 and result.ret == 1
     # warnings are not counted: a third-party library may add its own; awqguard's are checked by name below
-    result.assert_outcomes(passed=count["pass"] + count["warn"], failed=count["fail"], skipped=count["skip"])
+    result.assert_outcomes(passed=count["pass"] + count["warn"], failed=count["fail"],
+                           skipped=count["skip"] + count["inconclusive"] + count["uninformative"])
     text = result.stdout.str()
     assert "Traceback" not in text and "symptom:" in text and "fix:" in text
     failed = next(g for g in gates if g["status"] == "fail")
@@ -58,6 +61,28 @@ def test_failing_gates_read_as_evidence_not_tracebacks(pytester, folders, tmp_pa
     assert props["metric"] == failed["metric"] and float(props["value"]) == pytest.approx(failed["value"])
     for name in ("report.html", "junit.xml", "summary.md", "items.jsonl"):
         assert (out / name).exists()
+    for gate in (g for g in gates if g["status"] in ("inconclusive", "uninformative")):
+        assert f"{gate['id']}: {gate['status']}: " in text                   # skipped with the reason
+
+
+def _count(gates: list[dict]) -> dict:
+    return {s: sum(g["status"] == s for g in gates) for s in ("pass", "fail", "warn", "skip", "inconclusive",
+                                                               "uninformative")}
+
+
+def test_awq_strict_fails_inconclusive_gates(pytester, folders, tmp_path):
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "awqguard.yaml", folders, "far", out)
+    body = yaml.safe_load(cfg.read_text())
+    body["decision"]["min_items"] = 8                  # more than the tiny suite has: its gates go undecided
+    cfg.write_text(yaml.safe_dump(body))
+    result = pytester.runpytest_subprocess("--awq-gates", "--awq-config", str(cfg), "--awq-strict")
+    results = json.loads((out / "results.json").read_text())
+    count = _count(results["gates"])
+    assert results["strict"] is True and count["inconclusive"] > 0 and result.ret == 1
+    result.assert_outcomes(passed=count["pass"] + count["warn"], failed=count["fail"] + count["inconclusive"],
+                           skipped=count["skip"] + count["uninformative"])
+    assert "strict mode fails an inconclusive gate" in result.stdout.str()
 
 
 def test_ini_keys_custom_gates_and_selection(pytester, folders, tmp_path):
@@ -71,10 +96,11 @@ def test_hit_rate_holds(awq_reference, awq_candidate):
 """)
     result = pytester.runpytest_subprocess("--awq-gates")
     gates = json.loads((out / "results.json").read_text())["gates"]
-    skips = sum(g["status"] == "skip" for g in gates)
+    skips = sum(g["status"] in ("skip", "inconclusive", "uninformative") for g in gates)
     result.assert_outcomes(passed=len(gates) - skips + 1, skipped=skips)
     selected = pytester.runpytest_subprocess("--awq-gates", "-k", "drift")
-    assert selected.parseoutcomes()["passed"] == sum("drift" in g["id"] for g in gates)
+    assert selected.parseoutcomes()["passed"] == sum("drift" in g["id"] and g["status"] in ("pass", "warn")
+                                                     for g in gates)
 
 
 def test_collect_only_counts_every_enabled_gate(pytester, tmp_path):
@@ -123,3 +149,21 @@ def test_xdist_workers_share_one_engine_run(pytester, folders, tmp_path):
         assert "awqguard gates" in result.stdout.str()
     results = json.loads((out / "results.json").read_text())
     assert results["cache"]["hits"] == {"reference": True, "candidate": True}     # the 2nd session reused the cache
+
+
+def test_undecided_gates_are_skipped_with_their_reason_unless_strict():
+    gates = {g["id"]: g for g in undecided_results()["gates"]}
+    assert gate_outcome(gates["hit-rate"], strict=False) == ("skip", f"hit-rate: inconclusive: {INCONCLUSIVE_MESSAGE}")
+    assert gate_outcome(gates["hit-rate"], strict=True) == ("fail", "")
+    for strict in (False, True):               # an uninformative gate could not fail, and never passes either
+        assert gate_outcome(gates["json-valid"], strict) == ("skip", f"json-valid: uninformative: {UNINFORMATIVE_MESSAGE}")
+        assert gate_outcome(gates["probe-flips"], strict)[0] == "skip"
+        assert [gate_outcome(gates[g], strict)[0] for g in ("drift-mean", "kl-mean")] == ["pass", "warn"]
+
+
+def test_awq_strict_becomes_the_decision_override(pytester):
+    assert check_overrides(pytester.parseconfig())["decision.strict"] is None          # not given: the file decides
+    assert check_overrides(pytester.parseconfig("--awq-strict"))["decision.strict"] is True
+    pytester.makeini("[pytest]\nawq_gates_strict = true\n")
+    overrides = check_overrides(pytester.parseconfig("--awq-suite", "s"))
+    assert overrides["decision.strict"] is True and overrides["suite"] == "s" and overrides["out"] is None

@@ -70,7 +70,8 @@ def test_passing_results_render_as_passed(failing_check):
     for g in results["gates"]:
         g["status"], g["passed"] = "pass", True
     results["symptoms"] = []
-    results["summary"].update(failed=0, warned=0, skipped=0, symptoms=[])
+    results["summary"].update(failed=0, warned=0, skipped=0, inconclusive=0, uninformative=0, symptoms=[])
+    results["verdict"] = "pass"
     schema.validate_results(results, "passing.json")
     html = render_report(results)
     assert 'class="verdict pass"' in html and "No gate failed or warned" in html
@@ -170,7 +171,7 @@ READ_BY_THE_RENDERER = {   # a key report.html, junit.xml or summary.md reads: (
     "notices": (_without("notices"), "(top level): 'notices' is a required property"),
     "entropy null": (lambda d: d.update(entropy=None), "entropy: None is not of type 'object'"),
     "curves without kl_mean": (lambda d: d["entropy"].update(
-        entropy_reference=[1.0], smoothed_reference=[1.0], smoothed_candidate=[1.0], kl=[0.0], onset_reference=None,
+        entropy_reference=[1.0], smoothed_reference=[1.0], smoothed_candidate=[1.0], kl=[0.0],
         onset_candidate=None, slope_excess=0.0, sequences=1), "metrics: 'continuation.kl_mean' is a required"),
     "curves without onset": (lambda d: d["entropy"].update(entropy_reference=[1.0]),
                              "entropy: 'smoothed_reference' is a required property"),
