@@ -127,34 +127,38 @@ def _variant_summary(recs: Sequence[Record], name: str, stick: Stick) -> Variant
 
 
 def _item_drift(recs: Sequence[Record], stick: Stick, resampler: Resampler, seeds_vary: bool) -> ItemDrift:
-    """The item's answer drift and its noise floor; an item any of whose runs showed the variants
-    different chunks is unmatched, and its drift is the retrieval's (retrieval_answer_ds_excess)."""
+    """The item's answer drift and its noise floor; on the runs whose prompts showed the variants
+    different chunks the drift is the retrieval's (retrieval_answer_ds_excess)."""
     mean = lambda key: float(np.mean([getattr(r.drift, key) for r in recs]))
     answer_ds = [r.drift.answer_ds for r in recs]
     noise = _seed_noise(recs, stick) if seeds_vary else None
     excess = mean("answer_ds") - (noise or 0.0)
-    matched = all(r.drift.same_context for r in recs)
     changed = [r.drift.answer_ds for r in recs if not r.drift.same_context]
     return ItemDrift(mean("answer_ds"), mean("ds_qr"), mean("coverage"), mean("ds_aa"),
-                     list(resampler.interval(answer_ds)), noise, excess, matched,
-                     None if matched else float(np.mean(changed)) - (noise or 0.0))
+                     list(resampler.interval(answer_ds)), noise, excess, 1.0 - len(changed) / len(recs),
+                     float(np.mean(changed)) - (noise or 0.0) if changed else None)
+
+
+def matched_records(records: Sequence[Record]) -> list[Record]:
+    """The runs whose prompts showed both variants the same chunks in the same order: what differs
+    between their answers can only come from the generator."""
+    return [r for r in records if r.drift.same_context]
 
 
 def suite_metrics(items: dict[str, ItemSummary], records: Sequence[Record], resampler: Resampler,
-                  retrieval_shared: bool = False) -> dict[str, Measurement]:
+                  generator: dict[str, ItemSummary], retrieval_shared: bool = False) -> dict[str, Measurement]:
     """Suite-level metrics with their intervals over items: a value per variant, or one value for
-    paired figures (drift). Figures about answers are over the items whose retrieval matched, so a
-    changed retrieval is never blamed on the generator; `retrieval_shared` says both variants use
+    paired figures (drift). Retrieval figures are over every run (`items`); figures about answers
+    over the runs whose prompts matched (`generator`: the item summaries of `matched_records`), so
+    a changed retrieval is never blamed on the generator. `retrieval_shared` says both variants use
     one retriever, so the retrieval figures cannot move."""
-    matched = {i: s for i, s in items.items() if s.drift.matched}
-    matched_records = [r for r in records if r.item in matched]
     retrieval = _variant_metrics(RETRIEVAL_FIGURES, items, resampler)
     if retrieval_shared:
         fixed = "both variants retrieve with the same retriever, so retrieval cannot differ"
         retrieval = {k: dataclasses.replace(v, fixed=fixed) for k, v in retrieval.items()}
-    return {**retrieval, **_variant_metrics(ANSWER_FIGURES, matched, resampler),
-            **_step_metrics(matched_records), **_json_metrics(matched, resampler),
-            **_drift_metrics(matched, resampler), **_retrieval_drift(items, records, resampler)}
+    return {**retrieval, **_variant_metrics(ANSWER_FIGURES, generator, resampler),
+            **_step_metrics(matched_records(records)), **_json_metrics(generator, resampler),
+            **_drift_metrics(generator, resampler), **_retrieval_drift(items, records, resampler)}
 
 
 _side = lambda key: lambda s, v: float(getattr(s.side(v), key))
@@ -180,14 +184,15 @@ def _variant_metrics(figures: dict, items: dict[str, ItemSummary], resampler: Re
     out = {}
     for name, (figure, statistic) in figures.items():
         if not summaries:
-            out[name] = Measurement.not_measured("no item's retrieval matched between the variants")
+            out[name] = Measurement.not_measured("no run's retrieval matched between the variants")
             continue
         values = {v: [figure(s, v) for s in summaries] for v in VARIANTS}
         fn = STATISTICS[statistic]
         out[name] = Measurement.of_variants(
             float(fn(np.array(values["reference"]))), float(fn(np.array(values["candidate"]))),
             resampler.interval(values["candidate"], statistic),
-            resampler.paired(values["candidate"], values["reference"], statistic), len(summaries))
+            resampler.paired(values["candidate"], values["reference"], statistic), len(summaries),
+            resampler.interval(values["reference"], statistic))
     return out
 
 
@@ -201,7 +206,7 @@ def _json_metrics(items: dict[str, ItemSummary], resampler: Resampler) -> dict[s
     json_items = [s for s in items.values() if s.kind == "json"]
     if not json_items:
         return {"json.validity": Measurement.of_variants(None, None),
-                "json.validity_drop": Measurement.not_measured("the suite has no json items whose retrieval matched")}
+                "json.validity_drop": Measurement.not_measured("the suite has no json items with a run whose retrieval matched")}
     valid = {v: [s.side(v).json_valid for s in json_items] for v in VARIANTS}
     ref, cand = float(np.mean(valid["reference"])), float(np.mean(valid["candidate"]))
     drop = Measurement(value=ref - cand, ci=resampler.paired(valid["reference"], valid["candidate"]),
@@ -218,7 +223,7 @@ def _drift_metrics(items: dict[str, ItemSummary], resampler: Resampler) -> dict[
     """Generator drift, over the items whose retrieval matched."""
     summaries = list(items.values())
     if not summaries:
-        reason = "no item's retrieval matched between the variants"
+        reason = "no run's retrieval matched between the variants"
         return {k: Measurement.not_measured(reason) for k in ("drift.answer_ds_mean", "drift.answer_ds_excess",
                                                               "drift.answer_ds_item_excess_max")}
     drift = [s.drift.answer_ds for s in summaries]
@@ -247,13 +252,13 @@ def _retrieval_drift(items: dict[str, ItemSummary], records: Sequence[Record],
                      resampler: Resampler) -> dict[str, Measurement]:
     """How retrieval differs between the variants, and the answer drift on the items it moved."""
     summaries = list(items.values())
-    changed = [s for s in summaries if not s.drift.matched]
+    changed = [s for s in summaries if s.drift.retrieval_answer_ds_excess is not None]
+    share = lambda flags: float(np.mean(flags)) if flags else None
     out = {"drift.ds_qr": _paired_diff(summaries, "ds_qr", resampler),
            "drift.coverage": _paired_diff(summaries, "coverage", resampler),
-           "retrieval.top1_agreement": Measurement.paired(float(np.mean([r.drift.same_top1 for r in records]))),
+           "retrieval.top1_agreement": Measurement.paired(share([r.drift.same_top1 for r in records])),
            "retrieval.changed_share": Measurement.paired(
-               float(np.mean([not r.drift.same_context for r in records])), changed_items=len(changed),
-               matched_items=len(summaries) - len(changed))}
+               share([not r.drift.same_context for r in records]), items_with_changed_runs=len(changed))}
     if changed:
         out["drift.retrieval_answer_ds_excess"] = _mean([s.drift.retrieval_answer_ds_excess for s in changed],
                                                         resampler)

@@ -16,8 +16,13 @@ WORST_ITEMS = 3
 
 
 def decide(gates: list[Gate], metrics: dict[str, Measurement], summaries: dict[str, ItemSummary],
-           flips: dict[str, dict], decision: Decision = Decision()) -> list[GateResult]:
-    return [g.judge(metrics.get(g.metric), worst_items(g.worst, summaries, flips), decision) for g in gates]
+           flips: dict[str, dict], decision: Decision = Decision(),
+           generator: dict[str, ItemSummary] | None = None) -> list[GateResult]:
+    """Each gate's result; `generator` holds the item summaries of the runs whose retrieval matched,
+    which the gates on answers rank their worst items by (default: `summaries`)."""
+    generator = summaries if generator is None else generator
+    return [g.judge(metrics.get(g.metric), worst_items(g.worst, generator if g.worst and g.worst.answers
+                                                       else summaries, flips), decision) for g in gates]
 
 
 def worst_items(worst: Worst | None, summaries: dict[str, ItemSummary], flips: dict[str, dict],
@@ -60,11 +65,13 @@ def run_notices(settings, items: list[Item], ref_fingerprint: str, cand_fingerpr
     if len(items) < decision_min:
         out.append(f"Only {len(items)} items: fewer than the {decision_min} a gate decides on (decision.min_items), "
                    "so the gates over items are inconclusive.")
-    changed = [i for i, s in summaries.items() if not s.drift.matched]
+    changed = [s.drift.matched_share for s in summaries.values() if s.drift.matched_share < 1]
     if changed:
-        out.append(f"{len(changed)} of {len(summaries)} items showed the candidate other chunks than the reference in "
-                   "at least one run: answer drift, λ and JSON validity are judged on the other items (the "
-                   "generator's drift), and the drift on these is reported as retrieval drift.")
+        runs = round(sum(1 - share for share in changed) / len(summaries) * 100)
+        out.append(f"In {runs}% of the runs ({len(changed)} of {len(summaries)} items) the candidate's prompt showed "
+                   "other chunks than the reference's: answer drift, λ, the anchor gap and JSON validity are judged "
+                   "on the other runs (what the generator changed), and the drift on these is reported as "
+                   "retrieval drift.")
     for kind in ("json", "long"):
         if not any(s.kind == kind for s in summaries.values()):
             out.append(f"The suite has no {kind} items: the gates that need them are skipped.")

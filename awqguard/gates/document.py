@@ -22,8 +22,8 @@ class Measurement:
     """One metric's figures: a value per variant, or one `value` for the pair (drift, ratios).
 
     `ci` is the 95% interval of the gated figure over `n` resampled units (None: the figure has no
-    sampling noise, as a byte count); `diff_ci` the interval of candidate − reference for figures
-    per variant. `reason` says why it was not measured (its gates are skipped); `fixed` why it
+    sampling noise, as a byte count); for figures per variant `reference_ci` is the reference's
+    interval and `diff_ci` that of candidate − reference. `reason` says why it was not measured (its gates are skipped); `fixed` why it
     cannot move in this configuration (its gates are uninformative); `worst` the worst value the
     gated figure could take in this run, where the metric's own bounds do not say it; `details` are
     extra figures shown beside it (the two perplexities, the estimate label, ...)."""
@@ -36,14 +36,17 @@ class Measurement:
     ci: tuple[float, float] | None = None
     n: int | None = None
     diff_ci: tuple[float, float] | None = None
+    reference_ci: tuple[float, float] | None = None
     fixed: str | None = None
     worst: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of_variants(cls, reference: float | None, candidate: float | None, ci: tuple[float, float] | None = None,
-                    diff_ci: tuple[float, float] | None = None, n: int | None = None) -> "Measurement":
-        return cls(reference=reference, candidate=candidate, per_variant=True, ci=ci, diff_ci=diff_ci, n=n)
+                    diff_ci: tuple[float, float] | None = None, n: int | None = None,
+                    reference_ci: tuple[float, float] | None = None) -> "Measurement":
+        return cls(reference=reference, candidate=candidate, per_variant=True, ci=ci, diff_ci=diff_ci, n=n,
+                   reference_ci=reference_ci)
 
     @classmethod
     def paired(cls, value: float | None, ci: tuple[float, float] | None = None, n: int | None = None,
@@ -66,7 +69,7 @@ class Measurement:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = ({"reference": self.reference, "candidate": self.candidate} if self.per_variant
                                else {"value": self.value})
-        for key in ("reason", "ci", "n", "diff_ci", "fixed"):
+        for key in ("reason", "ci", "n", "reference_ci", "diff_ci", "fixed"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = list(value) if isinstance(value, tuple) else value

@@ -72,7 +72,8 @@ class Runs:
 @dataclass(frozen=True)
 class Measured:
     records: list[Record]
-    summaries: dict[str, ItemSummary]
+    summaries: dict[str, ItemSummary]        # every run of each item
+    generator: dict[str, ItemSummary]        # the runs whose prompts showed both variants the same chunks
     flips: dict[str, dict]
     metrics: dict[str, Measurement]
 
@@ -186,13 +187,14 @@ def measure(suite_input: SuiteInput, runs: Runs, retrieval: Retrieval, settings:
     stick = Stick(retrieval.stick_embedder)
     evidence = aggregate.embed_texts(stick, suite, items, chunks, runs.runs)
     records = aggregate.build_records(suite, items, chunks, runs.runs, stick, evidence, settings.prompt_chunks)
-    summaries = aggregate.item_summaries(records, stick, resampler,
-                                         seeds_vary=not settings.decoding.greedy and len(settings.seeds) > 1)
+    seeds_vary = not settings.decoding.greedy and len(settings.seeds) > 1
+    summaries = aggregate.item_summaries(records, stick, resampler, seeds_vary)
+    generator = aggregate.item_summaries(aggregate.matched_records(records), stick, resampler, seeds_vary)
     flips = aggregate.probe_flips(runs.runs, stick)
-    metrics = {**aggregate.suite_metrics(summaries, records, resampler,
+    metrics = {**aggregate.suite_metrics(summaries, records, resampler, generator,
                                          retrieval_shared=retrieval.candidate is retrieval.reference),
                **aggregate.probe_metrics(flips, resampler)}
-    return Measured(records, summaries, flips, metrics)
+    return Measured(records, summaries, generator, flips, metrics)
 
 
 def request_counts(models: Models) -> dict[str, dict]:
@@ -216,7 +218,7 @@ def results_document(config, warn_only, gates, suite_input: SuiteInput, models: 
     notices = retrieval.notices + run_notices(settings, suite_input.items, ref.fingerprint, cand.fingerprint,
                                               measured.summaries, decision.min_items) + non_finite_notice(metrics) \
         + served_notice(bool(ref.endpoint), bool(cand.endpoint), settings.decoding.greedy, settings.decoding.order)
-    verdicts = decide(gates, metrics, measured.summaries, measured.flips, decision)
+    verdicts = decide(gates, metrics, measured.summaries, measured.flips, decision, measured.generator)
     return ResultsDocument(
         awqguard_version=__version__, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         warn_only=warn_only, gates=verdicts, summary=Summary.of(verdicts, len(suite_input.items), len(measured.records)),

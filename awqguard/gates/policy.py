@@ -119,10 +119,12 @@ class Gate:
     def lower_is_better(self) -> bool:
         return self.op in ("<=", "<")
 
-    def _relative_bar(self, reference: float | None) -> float | None:
-        """The bar against the reference, where it applies: the reference misses the absolute bar
-        and the gate has a tolerance."""
-        if self.tolerance is None or _missing(reference) or OPS[self.op](reference, self.threshold):
+    def _relative_bar(self, m: Measurement) -> float | None:
+        """The bar on candidate − reference, where it applies: the gate has a tolerance and the
+        reference cannot be shown to meet the absolute bar (its own interval does not wholly pass)."""
+        if self.tolerance is None or _missing(m.reference):
+            return None
+        if holds(self.op, m.reference_ci or (m.reference, m.reference), self.threshold) is True:
             return None
         return self.tolerance if self.lower_is_better else -self.tolerance
 
@@ -135,7 +137,7 @@ class Gate:
             return None
         if OPS[self.op](worst, self.threshold):
             return f"even the worst possible {self.metric} ({worst:g}) passes {self.op} {self.threshold:g}"
-        bar = self._relative_bar(m.reference)
+        bar = self._relative_bar(m)
         if bar is not None and OPS[self.op](worst - m.reference, bar):
             edge = "ceiling" if self.lower_is_better else "floor"
             return (f"the reference sits at {m.reference:.4g}, so near the {edge} of {self.metric} that any candidate "
@@ -160,7 +162,7 @@ class Gate:
             return Verdict(self.id, value, f"{shown}; uninformative: {why_not}", "uninformative", "none",
                            reference)
         absolute = holds(self.op, m.ci or (value, value), self.threshold)
-        bar = self._relative_bar(reference)
+        bar = self._relative_bar(m)
         relative = None if bar is None else holds(self.op, m.diff_ci or (value - reference,) * 2, bar)
         ok = absolute if bar is None else either(absolute, relative)
         basis = "absolute" if bar is None or absolute is True else "reference"
@@ -180,7 +182,8 @@ class Gate:
         if bar is None or absolute is True:
             return f"{shown} {word[ok]} {self.op} {self.threshold:g}"
         bound = reference + bar
-        return (f"{shown} misses {self.op} {self.threshold:g}, as the reference does ({reference:.4g}); "
+        misses = "misses" if absolute is False else "is undecided against"
+        return (f"{shown} {misses} {self.op} {self.threshold:g}, like the reference ({reference:.4g}); "
                 f"{word[ok]} against the reference ({self.op} {bound:.4g})")
 
     def _failed(self) -> str:

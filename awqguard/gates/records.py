@@ -120,8 +120,8 @@ class ItemDrift:
     answer_ds_ci: list[float]      # over the item's prompts and seeds
     seed_noise: float | None       # None where seeds cannot vary (one seed, greedy)
     answer_ds_excess: float
-    matched: bool = True           # every run showed both variants the same chunks in the same order
-    retrieval_answer_ds_excess: float | None = dataclasses.field(default=None, metadata=OPTIONAL)  # unmatched items
+    matched_share: float = 1.0     # share of the runs whose prompts showed both variants the same chunks
+    retrieval_answer_ds_excess: float | None = dataclasses.field(default=None, metadata=OPTIONAL)  # over the others
 
     def to_json(self) -> dict[str, Any]:
         return _plain(self)

@@ -17,13 +17,15 @@ STAGES = ("measure", "probes", "entropy", "perplexity", "cost")
 @dataclass(frozen=True)
 class Worst:
     """How a gate's worst items are found: `key` on each item summary's `side` ("candidate" or
-    "drift"), ranked largest first when `largest`; `kind` limits the ranking to items of that kind.
+    "drift"), ranked largest first when `largest`; `kind` limits the ranking to items of that kind;
+    `answers` ranks the summaries of the runs whose retrieval matched (what the generator did).
     `side="probes"` lists the candidate's probes that flipped instead."""
 
     side: str
     key: str = ""
     largest: bool = True
     kind: str | None = None
+    answers: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,10 @@ class Metric:
 
 _DS_QR = Worst("candidate", "ds_qr", largest=True)
 _COVERAGE = Worst("candidate", "coverage", largest=False)
-_HITS = Worst("candidate", "hit_rate", largest=False)
-_DRIFT = Worst("drift", "answer_ds_excess", largest=True)
-_GAP = Worst("candidate", "gap_answer", largest=False)
-_JSON = Worst("candidate", "json_valid", largest=False, kind="json")
+_HITS = Worst("candidate", "hit_rate", largest=False, answers=True)
+_DRIFT = Worst("drift", "answer_ds_excess", largest=True, answers=True)
+_GAP = Worst("candidate", "gap_answer", largest=False, answers=True)
+_JSON = Worst("candidate", "json_valid", largest=False, kind="json", answers=True)
 _PROBES = Worst("probes")
 SHARE, DS, DIFF = (0.0, 1.0), (0.0, 1.0), (-1.0, 1.0)
 
