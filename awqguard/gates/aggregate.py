@@ -127,8 +127,8 @@ def _variant_summary(recs: Sequence[Record], name: str, stick: Stick) -> Variant
 
 
 def _item_drift(recs: Sequence[Record], stick: Stick, resampler: Resampler, seeds_vary: bool) -> ItemDrift:
-    """The item's answer drift and its noise floor; on the runs whose prompts showed the variants
-    different chunks the drift is the retrieval's (retrieval_answer_ds_excess)."""
+    """The item's answer drift and its noise floor, and its drift on the runs whose prompts showed
+    the variants different chunks (retrieval_answer_ds)."""
     mean = lambda key: float(np.mean([getattr(r.drift, key) for r in recs]))
     answer_ds = [r.drift.answer_ds for r in recs]
     noise = _seed_noise(recs, stick) if seeds_vary else None
@@ -136,7 +136,7 @@ def _item_drift(recs: Sequence[Record], stick: Stick, resampler: Resampler, seed
     changed = [r.drift.answer_ds for r in recs if not r.drift.same_context]
     return ItemDrift(mean("answer_ds"), mean("ds_qr"), mean("coverage"), mean("ds_aa"),
                      list(resampler.interval(answer_ds)), noise, excess, 1.0 - len(changed) / len(recs),
-                     float(np.mean(changed)) - (noise or 0.0) if changed else None)
+                     float(np.mean(changed)) if changed else None)
 
 
 def matched_records(records: Sequence[Record]) -> list[Record]:
@@ -156,9 +156,10 @@ def suite_metrics(items: dict[str, ItemSummary], records: Sequence[Record], resa
     if retrieval_shared:
         fixed = "both variants retrieve with the same retriever, so retrieval cannot differ"
         retrieval = {k: dataclasses.replace(v, fixed=fixed) for k, v in retrieval.items()}
+    generator_drift = float(np.mean([s.drift.answer_ds for s in generator.values()])) if generator else 0.0
     return {**retrieval, **_variant_metrics(ANSWER_FIGURES, generator, resampler),
             **_step_metrics(matched_records(records)), **_json_metrics(generator, resampler),
-            **_drift_metrics(generator, resampler), **_retrieval_drift(items, records, resampler)}
+            **_drift_metrics(generator, resampler), **_retrieval_drift(items, records, resampler, generator_drift)}
 
 
 _side = lambda key: lambda s, v: float(getattr(s.side(v), key))
@@ -214,9 +215,9 @@ def _json_metrics(items: dict[str, ItemSummary], resampler: Resampler) -> dict[s
     return {"json.validity": Measurement.of_variants(ref, cand), "json.validity_drop": drop}
 
 
-def _mean(values: Sequence[float], resampler: Resampler, statistic: str = "mean") -> Measurement:
+def _mean(values: Sequence[float], resampler: Resampler, statistic: str = "mean", **details) -> Measurement:
     return Measurement.paired(float(STATISTICS[statistic](np.asarray(values, dtype=np.float64))),
-                              resampler.interval(values, statistic), n=len(values))
+                              resampler.interval(values, statistic), n=len(values), **details)
 
 
 def _drift_metrics(items: dict[str, ItemSummary], resampler: Resampler) -> dict[str, Measurement]:
@@ -248,11 +249,14 @@ def _paired_diff(summaries: Sequence[ItemSummary], key: str, resampler: Resample
     return Measurement.paired(float(np.mean(cand) - np.mean(ref)), resampler.paired(cand, ref), n=len(cand))
 
 
-def _retrieval_drift(items: dict[str, ItemSummary], records: Sequence[Record],
-                     resampler: Resampler) -> dict[str, Measurement]:
-    """How retrieval differs between the variants, and the answer drift on the items it moved."""
+def _retrieval_drift(items: dict[str, ItemSummary], records: Sequence[Record], resampler: Resampler,
+                     generator_drift: float) -> dict[str, Measurement]:
+    """How retrieval differs between the variants, and what it added to the answer drift: on each
+    item's changed runs, the drift beyond the larger of the item's seed noise and the generator's
+    own mean drift on the matched runs (so a generator that drifts everywhere is not blamed on
+    retrieval, nor a reseed-sized change on a coupled sampler)."""
     summaries = list(items.values())
-    changed = [s for s in summaries if s.drift.retrieval_answer_ds_excess is not None]
+    changed = [s for s in summaries if s.drift.retrieval_answer_ds is not None]
     share = lambda flags: float(np.mean(flags)) if flags else None
     out = {"drift.ds_qr": _paired_diff(summaries, "ds_qr", resampler),
            "drift.coverage": _paired_diff(summaries, "coverage", resampler),
@@ -260,8 +264,8 @@ def _retrieval_drift(items: dict[str, ItemSummary], records: Sequence[Record],
            "retrieval.changed_share": Measurement.paired(
                share([not r.drift.same_context for r in records]), items_with_changed_runs=len(changed))}
     if changed:
-        out["drift.retrieval_answer_ds_excess"] = _mean([s.drift.retrieval_answer_ds_excess for s in changed],
-                                                        resampler)
+        excess = [s.drift.retrieval_answer_ds - max(s.drift.seed_noise or 0.0, generator_drift) for s in changed]
+        out["drift.retrieval_answer_ds_excess"] = _mean(excess, resampler, generator_drift=generator_drift)
     else:
         out["drift.retrieval_answer_ds_excess"] = Measurement.not_measured(
             "every run showed both variants the same chunks: retrieval moved no answer")

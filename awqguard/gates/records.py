@@ -121,7 +121,7 @@ class ItemDrift:
     seed_noise: float | None       # None where seeds cannot vary (one seed, greedy)
     answer_ds_excess: float
     matched_share: float = 1.0     # share of the runs whose prompts showed both variants the same chunks
-    retrieval_answer_ds_excess: float | None = dataclasses.field(default=None, metadata=OPTIONAL)  # over the others
+    retrieval_answer_ds: float | None = dataclasses.field(default=None, metadata=OPTIONAL)  # over the other runs
 
     def to_json(self) -> dict[str, Any]:
         return _plain(self)

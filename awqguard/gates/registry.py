@@ -97,7 +97,7 @@ METRICS: dict[str, Metric] = {m.id: m for m in (
     Metric("drift.answer_ds_item_excess_max", LOWER, "ΔS", "measure", "answer drift beyond the noise, worst item",
            _DRIFT, bounds=DIFF),
     Metric("drift.retrieval_answer_ds_excess", LOWER, "ΔS", "measure", "answer drift beyond the noise on runs "
-           "whose retrieval changed, item mean (what the embedder moved)", Worst("drift", "retrieval_answer_ds_excess"),
+           "whose retrieval changed, item mean (what the embedder moved)", Worst("drift", "retrieval_answer_ds"),
            bounds=DIFF),
     Metric("drift.ds_qr", LOWER, "ΔS", "measure", "candidate minus reference ΔS(question, top-1 chunk)", _DRIFT, bounds=DIFF),
     Metric("drift.coverage", HIGHER, "share", "measure", "candidate minus reference coverage", _DRIFT, bounds=DIFF),

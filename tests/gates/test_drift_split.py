@@ -16,7 +16,7 @@ def side(label=m.SPLIT, coverage=0.9, gap=0.1):
 
 def summary(drift, matched, label_cand=m.SPLIT, noise=0.05):
     drift_of = ItemDrift(drift, 0.0, 0.0, 0.0, [drift, drift], noise, drift - noise, 1.0 if matched else 0.0,
-                         None if matched else drift - noise)
+                         None if matched else drift)
     return ItemSummary("qa", "q?", side(), side(label_cand), drift_of)
 
 
@@ -26,6 +26,7 @@ def test_changed_retrieval_is_reported_apart_from_the_generators_drift():
     out = suite_metrics(items, [], Resampler.for_suite("t"), generator)
     assert out["drift.answer_ds_excess"].value == pytest.approx(0.0)      # matched items only
     assert out["drift.answer_ds_excess"].n == 10
+    # beyond the larger of the seed noise (0.05) and the generator's own drift on matched runs (0.05)
     assert out["drift.retrieval_answer_ds_excess"].value == pytest.approx(0.55)
     assert out["drift.retrieval_answer_ds_excess"].n == 5
     # λ is the generator's too: the chaotic answers behind a changed retrieval are not counted
@@ -52,3 +53,12 @@ def test_every_item_changed_leaves_the_generator_gates_unmeasured_not_passed():
     drift_gate = next(g for g in DEFAULT_GATES if g.id == "drift-mean")
     verdict = drift_gate.check(out["drift.answer_ds_excess"])
     assert verdict.status == "skip" and "no run's retrieval matched" in verdict.message
+
+
+def test_a_generator_that_drifts_everywhere_is_not_blamed_on_retrieval():
+    generator = {f"m{i}": summary(0.6, True) for i in range(10)}        # the generator itself drifts 0.6
+    items = {**generator, **{f"c{i}": summary(0.6, False) for i in range(5)}}
+    out = suite_metrics(items, [], Resampler.for_suite("t"), generator)
+    assert out["drift.retrieval_answer_ds_excess"].value == pytest.approx(0.0)
+    assert out["drift.retrieval_answer_ds_excess"].details["generator_drift"] == pytest.approx(0.6)
+    assert out["drift.answer_ds_excess"].value == pytest.approx(0.55)
