@@ -6,9 +6,10 @@ Candidates (the reference is SmolLM2-135M-Instruct; faults are applied to the de
   zero-shift         AWQ with the zero points of blocks 10-19 shifted by +1 (a converter's off-by-one)
   packing-down_proj  AWQ with every down_proj repacked in sequential nibble order (a packer bug in one layer type)
   corrupt-tensor     AWQ with the qweight of model.layers.15.mlp.down_proj replaced by random 4-bit values
-  scales-x1.02/4/8   AWQ with every scale multiplied by 1.02, 1.04, 1.08 (a constant scale error): verdicts
-                     must not improve as the factor grows
-  scales-bf16        AWQ with every scale rounded through bfloat16 (harmless: must pass)
+  scales-x1.02/4/8/16  AWQ with every scale multiplied by 1.02, 1.04, 1.08, 1.16 (a constant scale error):
+                     verdicts must not improve as the factor grows
+  scales-bf16        AWQ with every scale rounded through bfloat16 (harmless: no gate may fail, and its
+                     verdict must be the default candidate's)
   embedder-2bit      the reference itself with a 2-bit quantized embedder in the candidate's retriever: the
                      retrieval gates should name retrieval drift and nothing be blamed on the generator
 
@@ -32,7 +33,7 @@ from _util import emit  # noqa: E402
 
 ZERO_SHIFT_BLOCKS = range(10, 20)
 CORRUPT_TENSOR = "model.layers.15.mlp.down_proj.qweight"
-SCALE_FACTORS = {"scales-x1.02": 1.02, "scales-x1.04": 1.04, "scales-x1.08": 1.08}
+SCALE_FACTORS = {"scales-x1.02": 1.02, "scales-x1.04": 1.04, "scales-x1.08": 1.08, "scales-x1.16": 1.16}
 CANDIDATES = ("identical", "awq", "zero-shift", "packing-down_proj", "corrupt-tensor", *SCALE_FACTORS,
               "scales-bf16", "embedder-2bit")
 REFERENCE_ITSELF = ("identical", "embedder-2bit")
@@ -122,7 +123,10 @@ def expectations(rows: dict) -> dict:
             f"verdict {r['verdict']}; warned {r['warn'] or 'none'}" + (f"; warned beyond retrieval: {off}" if off else ""))
     if "scales-bf16" in rows:
         r = rows["scales-bf16"]
-        out["scales-bf16 passes"] = _expect(r["verdict"] == "pass", f"verdict {r['verdict']}; failed {r['fail'] or 'none'}")
+        like = rows.get("awq", {}).get("verdict", "pass")
+        out["scales-bf16 decides as the default candidate, no gate failing"] = _expect(
+            not r["fail"] and r["verdict"] == like,
+            f"verdict {r['verdict']} (the default candidate's: {like}); failed {r['fail'] or 'none'}")
     for name in MUST_FAIL:
         if name in rows:
             r = rows[name]

@@ -91,7 +91,7 @@ SCHEMA: dict[str, Any] = {
         "perplexity": {"type": "object", "additionalProperties": False, "properties": {
             "window": {"type": "integer", "minimum": 16}, "max_windows": _POSITIVE}},
         "decision": {"type": "object", "additionalProperties": False, "properties": {
-            "min_items": {"type": "integer", "minimum": 2}, "strict": {"type": "boolean"}}},
+            "min_items": {"type": "integer", "minimum": 1}, "strict": {"type": "boolean"}}},
         "gates": {"type": "object", "propertyNames": {"enum": [g.id for g in DEFAULT_GATES]},
                   "additionalProperties": OVERRIDE_SCHEMA},
     },

@@ -125,7 +125,8 @@ def load_quantized_embedder(spec: str | None, cfg, use_cache: bool = True):
     with cache.lock(target) if use_cache else contextlib.nullcontext():   # parallel checks quantize it once
         if use_cache and (target / EMBEDDER_WEIGHTS).exists():
             tensors = load_file(str(target / EMBEDDER_WEIGHTS))
-            install_awq_linears(transformer, tensors, cfg.group_size, target)
+            if any(name.endswith(".qweight") for name in tensors):     # packed 4-bit; 2/3/8 bits are saved as floats
+                install_awq_linears(transformer, tensors, cfg.group_size, target)
             transformer.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()},
                                         strict=False)
         else:

@@ -11,13 +11,13 @@ from engine_helpers import config, reduced_suite, save_sharp_model
 
 FAST = dict(pipeline={"chunk_tokens": 24, "chunk_overlap": 6, "prompt_chunks": 2, "quantize_embedder": False},
             decoding={"max_new_tokens": 12}, probes={"items": 2, "k": [3]}, entropy={"tokens": 48},
-            perplexity={"window": 64, "max_windows": 4}, decision={"min_items": 2})
+            perplexity={"window": 64, "max_windows": 4}, decision={"min_items": 1})
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("engine")
-    suite = reduced_suite(root / "suite", {"qa": 2, "json": 2, "long": 2})
+    suite = reduced_suite(root / "suite", {"qa": 2, "json": 1, "long": 1})
     tiny_models.save_hf_folder("llama-gqa", root / "ref", seed=0)
     save_sharp_model(root / "other")
     return root, suite
@@ -67,7 +67,7 @@ def test_different_model_fails_the_drift_gates_with_symptoms_and_fixes(setup, tm
         assert {"id", "metric", "value", "threshold", "op", "severity", "passed", "symptoms", "fixes",
                 "worst_items"} <= set(g)
     lines = paths["items"].read_text().splitlines()
-    assert len(lines) == 6 * 4 * 2                   # items x (question + 3 paraphrases) x seeds
+    assert len(lines) == 4 * 4 * 2                   # items x (question + 3 paraphrases) x seeds
     rec = json.loads(lines[0])
     assert {"question", "reference", "candidate", "drift"} <= set(rec)
     assert {"retrieved", "answer", "ds_qr", "coverage", "ds_aa"} <= set(rec["candidate"])

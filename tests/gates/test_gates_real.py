@@ -11,7 +11,7 @@ from engine_helpers import config, reduced_suite
 pytestmark = pytest.mark.slow
 
 REDUCED = dict(probes={"items": 2, "k": [5]}, entropy={"tokens": 96}, perplexity={"window": 256, "max_windows": 6},
-               decision={"min_items": 2})
+               decision={"min_items": 1})
 
 
 @pytest.fixture(scope="module")
