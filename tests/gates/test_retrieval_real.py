@@ -42,3 +42,18 @@ def test_questions_retrieve_their_anchor_sections(embedder):
     bad = np.array([coverage([section_token_span(*suite.sections[a]) for a in item.anchors],
                              [wrong[j].span for j in row]) for item, row in zip(suite.items, ids)])
     assert bad.mean() < 0.5
+
+
+def test_a_two_bit_embedder_is_read_back_from_the_cache_as_it_was_made(tmp_path, monkeypatch):
+    """2-bit weights are saved as dequantized floats (no packed tensors): the cached copy must load
+    as those floats, not be taken for a packed AWQ checkpoint."""
+    from awqguard.gates.pipeline import load_quantized_embedder
+    from awqguard.quantizer.config import QuantConfig
+    monkeypatch.setenv("AWQGUARD_CACHE", str(tmp_path))
+    cfg = QuantConfig(w_bit=2, group_size=128, n_samples=8, seqlen=64)
+    made, made_fp = load_quantized_embedder(None, cfg)
+    cached, cached_fp = load_quantized_embedder(None, cfg)
+    texts = ["How often should API keys be rotated?", "Revocation takes effect within 60 seconds."]
+    assert made_fp == cached_fp
+    np.testing.assert_allclose(embed(made, texts), embed(cached, texts), atol=1e-5)
+    assert delta_s(embed(made, texts)[0], embed(load_embedder(), texts)[0]) > 1e-4    # really quantized
