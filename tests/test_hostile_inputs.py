@@ -24,7 +24,7 @@ from awqguard.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"pipeline": {"chunk_tokens": 24, "chunk_overlap": 6, "prompt_chunks": 2, "quantize_embedder": False},
         "decoding": {"max_new_tokens": 8}, "probes": {"items": 1, "k": [3]}, "entropy": {"tokens": 40},
-        "perplexity": {"window": 64, "max_windows": 2}, "seeds": [0]}
+        "perplexity": {"window": 64, "max_windows": 2}, "seeds": [0], "decision": {"min_items": 1}}
 EVIL_YAML = "name: x\nitems: !!python/object/apply:os.system ['touch {marker}']\n"
 
 

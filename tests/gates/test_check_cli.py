@@ -14,7 +14,7 @@ from engine_helpers import reduced_suite, save_sharp_model
 
 FAST_YAML = {"pipeline": {"chunk_tokens": 24, "chunk_overlap": 6, "prompt_chunks": 2, "quantize_embedder": False},
              "decoding": {"max_new_tokens": 8}, "probes": {"items": 1, "k": [3]}, "entropy": {"tokens": 40},
-             "perplexity": {"window": 64, "max_windows": 2}}
+             "perplexity": {"window": 64, "max_windows": 2}, "decision": {"min_items": 1}}
 
 
 def check(root: Path, *args, config: dict | None = None):

@@ -16,7 +16,7 @@ from engine_helpers import config, reduced_suite
 
 FAST = dict(pipeline={"chunk_tokens": 24, "chunk_overlap": 6, "prompt_chunks": 3, "top_k": 3, "quantize_embedder": False},
             decoding={"max_new_tokens": 6}, probes={"items": 0}, entropy={"tokens": 40},
-            perplexity={"window": 48, "max_windows": 2}, seeds=[0])
+            perplexity={"window": 48, "max_windows": 2}, seeds=[0], decision={"min_items": 1})
 VERBATIM = "Access to a Tarnwell Cloud organization is controlled by four roles"       # in access.md
 RETRIEVER = f'''
 def search(question, k):
