@@ -183,8 +183,9 @@ class Gate:
             return f"{shown} {word[ok]} {self.op} {self.threshold:g}"
         bound = reference + bar
         misses = "misses" if absolute is False else "is undecided against"
+        against = {True: "passes", False: "fails", None: "is undecided"}[ok]
         return (f"{shown} {misses} {self.op} {self.threshold:g}, like the reference ({reference:.4g}); "
-                f"{word[ok]} against the reference ({self.op} {bound:.4g})")
+                f"{against} against the reference ({self.op} {bound:.4g})")
 
     def _failed(self) -> str:
         return "fail" if self.severity == "fail" else "warn"
