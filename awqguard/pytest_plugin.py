@@ -79,7 +79,9 @@ def gate_outcome(gate: dict, strict: bool) -> tuple[str, str]:
     status, name = gate["status"], gate["id"]
     if status == "fail" or (status == "inconclusive" and strict):
         return "fail", ""
-    if status in ("inconclusive", "uninformative", "skip"):      # the message names the status and why
+    if status in ("inconclusive", "uninformative"):
+        return "skip", f"{name}: {status}: {gate['message']}"
+    if status == "skip":
         return "skip", f"{name}: {gate['message']}"
     return ("warn", "") if status == "warn" else ("pass", "")
 

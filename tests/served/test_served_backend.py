@@ -10,6 +10,7 @@ from awqguard.backends.served import ServedBackend
 from awqguard.gates import topk
 from awqguard.gates.fixtures import load_suite
 from awqguard.gates.policy import DEFAULT_GATES
+from awqguard.gates.resample import Resampler
 from awqguard.gates.teacher import entropy_stage, perplexity_stage
 from servers import Server, default_gguf, require_server
 
@@ -51,8 +52,8 @@ def test_a_server_without_prompt_log_probabilities_gets_those_gates_skipped_with
         assert "no prompt log-probabilities" in served.scoring_unavailable and plain.url in served.scoring_unavailable
         suite = load_suite("fixtures/default")
         continuations = {"x": {"prompt": "Hi", "tokens": [1, 2, 3]}}
-        metrics = {**entropy_stage(served, served, continuations).metrics,
-                   **perplexity_stage(served, served, suite, 64, 1).metrics}
+        metrics = {**entropy_stage(served, served, continuations, Resampler()).metrics,
+                   **perplexity_stage(served, served, suite, 64, 1, Resampler()).metrics}
     finally:
         plain.stop()
     gates = {g.id: g.judge(metrics.get(g.metric)) for g in DEFAULT_GATES
