@@ -69,8 +69,10 @@ def onset_share(smoothed_reference: np.ndarray, smoothed_candidate: np.ndarray) 
 
 
 def _figures(rows_r: np.ndarray, rows_c: np.ndarray, window: int) -> tuple[float, float]:
-    s_r, s_c = m.smooth(position_mean(rows_r), window), m.smooth(position_mean(rows_c), window)
-    return onset_share(s_r, s_c), m.slope_per_100(position_mean(rows_c)) - m.slope_per_100(position_mean(rows_r))
+    """(onset share, slope excess) of the continuations in `rows_r` / `rows_c`."""
+    mean_r, mean_c = position_mean(rows_r), position_mean(rows_c)
+    return (onset_share(m.smooth(mean_r, window), m.smooth(mean_c, window)),
+            m.slope_per_100(mean_c) - m.slope_per_100(mean_r))
 
 
 def entropy_verdict(rows_reference: np.ndarray, rows_candidate: np.ndarray, resampler: Resampler,
@@ -78,15 +80,13 @@ def entropy_verdict(rows_reference: np.ndarray, rows_candidate: np.ndarray, resa
     """The onset share and the slope excess per 100 tokens (candidate − reference), each with its
     interval over sequences, plus the smoothed curves and the first position where the candidate
     reaches twice the reference's entropy (the report's marker)."""
-    s_r = m.smooth(position_mean(rows_reference), window)
-    s_c = m.smooth(position_mean(rows_candidate), window)
-    share, slope = _figures(rows_reference, rows_candidate, window)
-    n = len(rows_reference)
-    share_ci = resampler.of(n, lambda idx: _figures(rows_reference[idx], rows_candidate[idx], window)[0])
-    slope_ci = resampler.of(n, lambda idx: _figures(rows_reference[idx], rows_candidate[idx], window)[1])
+    mean_r, mean_c = position_mean(rows_reference), position_mean(rows_candidate)
+    s_r, s_c = m.smooth(mean_r, window), m.smooth(mean_c, window)
+    slope_r, slope_c = m.slope_per_100(mean_r), m.slope_per_100(mean_c)
+    share_ci, slope_ci = resampler.of_each(
+        len(rows_reference), lambda idx: _figures(rows_reference[idx], rows_candidate[idx], window))
     full = np.nonzero(s_c >= ONSET_FULL * np.maximum(s_r, ENTROPY_FLOOR))[0]
-    return {"onset_share": share, "onset_share_ci": share_ci, "slope_excess": slope, "slope_excess_ci": slope_ci,
-            "onset_candidate": int(full[0]) if len(full) else None,
-            "slope_reference": m.slope_per_100(position_mean(rows_reference)),
-            "slope_candidate": m.slope_per_100(position_mean(rows_candidate)),
+    return {"onset_share": onset_share(s_r, s_c), "onset_share_ci": share_ci, "slope_excess": slope_c - slope_r,
+            "slope_excess_ci": slope_ci, "onset_candidate": int(full[0]) if len(full) else None,
+            "slope_reference": slope_r, "slope_candidate": slope_c,
             "smoothed_reference": s_r, "smoothed_candidate": s_c}

@@ -55,4 +55,9 @@ class Resampler:
 
     def of(self, n: int, statistic: Callable[[np.ndarray], float]) -> tuple[float, float]:
         """The interval of any statistic of a resample, given as its unit indices (curves, ratios)."""
-        return self._bounds(np.array([statistic(row) for row in self.indices(n)]))
+        return self.of_each(n, lambda idx: (statistic(idx),))[0]
+
+    def of_each(self, n: int, statistics: Callable[[np.ndarray], Sequence[float]]) -> list[tuple[float, float]]:
+        """The intervals of several figures computed together from each resample (one pass, not one per figure)."""
+        draws = np.array([statistics(row) for row in self.indices(n)], dtype=np.float64)
+        return [self._bounds(draws[:, j]) for j in range(draws.shape[1])]

@@ -110,10 +110,11 @@ def perplexity_stage(reference: Backend, candidate: Backend, suite: Suite, windo
     drift = compare_scores(zip(reference.score(sequences, start), candidate.score(sequences, start)))
     estimate = topk.estimate_label(drift.top_k)
     w, n = drift.windows, len(windows)
-    metrics = {"perplexity.ratio": Measurement.paired(drift.ppl_candidate / drift.ppl_reference, resampler.of(n, w.ratio),
-                                                      n, ppl_reference=drift.ppl_reference,
+    ratio_ci, kl_ci = resampler.of_each(n, lambda idx: (w.ratio(idx), w.mean_kl(idx)))
+    metrics = {"perplexity.ratio": Measurement.paired(drift.ppl_candidate / drift.ppl_reference, ratio_ci, n,
+                                                      ppl_reference=drift.ppl_reference,
                                                       ppl_candidate=drift.ppl_candidate),
-               "kl.mean": _measured("kl.mean", drift.mean_kl, estimate, resampler.of(n, w.mean_kl), n),
+               "kl.mean": _measured("kl.mean", drift.mean_kl, estimate, kl_ci, n),
                "kl.p99": _measured("kl.p99", drift.p99_kl, estimate),
                "same_top.rate": _measured("same_top.rate", drift.same_top_rate, estimate)}
     return PerplexityResult(metrics, drift)
