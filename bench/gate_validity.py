@@ -8,8 +8,7 @@ Candidates (the reference is SmolLM2-135M-Instruct; faults are applied to the de
   corrupt-tensor     AWQ with the qweight of model.layers.15.mlp.down_proj replaced by random 4-bit values
   scales-x1.02/4/8/16  AWQ with every scale multiplied by 1.02, 1.04, 1.08, 1.16 (a constant scale error):
                      verdicts must not improve as the factor grows
-  scales-bf16        AWQ with every scale rounded through bfloat16 (harmless: no gate may fail, and its
-                     verdict must be the default candidate's)
+  scales-bf16        AWQ with every scale rounded through bfloat16 (harmless: it must pass)
   embedder-2bit      the reference itself with a 2-bit quantized embedder in the candidate's retriever: the
                      retrieval gates should name retrieval drift and nothing be blamed on the generator
 
@@ -83,6 +82,11 @@ def metric_value(results: dict, key: str):
     return m.get("value") if isinstance(m, dict) else None
 
 
+def _variants(results: dict, key: str) -> dict | None:
+    m = results["metrics"].get(key)
+    return {v: m.get(v) for v in ("reference", "candidate")} if isinstance(m, dict) else None
+
+
 def row_of(results: dict, wall_s: float) -> dict:
     """The figures the expectations and the table read from one check's results."""
     gates = results["gates"]
@@ -93,8 +97,8 @@ def row_of(results: dict, wall_s: float) -> dict:
         "symptoms": results["summary"]["symptoms"],
         "perplexity_ratio": metric_value(results, "perplexity.ratio"),
         "kl_mean": metric_value(results, "kl.mean"),
-        **({"entropy_onset_share": metric_value(results, "entropy.onset_share")}
-           if "entropy.onset_share" in results["metrics"] else {}),
+        "entropy_onset_share": metric_value(results, "entropy.onset_share"),
+        "bad_miss_rate": _variants(results, "lambda.bad_miss_rate"),
         "wall_s": round(wall_s, 1),
     }
 
@@ -123,10 +127,9 @@ def expectations(rows: dict) -> dict:
             f"verdict {r['verdict']}; warned {r['warn'] or 'none'}" + (f"; warned beyond retrieval: {off}" if off else ""))
     if "scales-bf16" in rows:
         r = rows["scales-bf16"]
-        like = rows.get("awq", {}).get("verdict", "pass")
-        out["scales-bf16 decides as the default candidate, no gate failing"] = _expect(
-            not r["fail"] and r["verdict"] == like,
-            f"verdict {r['verdict']} (the default candidate's: {like}); failed {r['fail'] or 'none'}")
+        like = rows.get("awq", {}).get("verdict", "not run")
+        out["scales-bf16 passes"] = _expect(
+            r["verdict"] == "pass", f"verdict {r['verdict']} (the default candidate's: {like}); failed {r['fail'] or 'none'}")
     for name in MUST_FAIL:
         if name in rows:
             r = rows[name]
@@ -158,11 +161,13 @@ def _num(value) -> str:
 
 def table(rows: dict) -> str:
     """The rows as a Markdown table."""
-    lines = ["| candidate | verdict | failed | warned | inconclusive | symptoms | perplexity ratio | KL |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| candidate | verdict | failed | warned | inconclusive | symptoms | perplexity ratio | KL | onset share "
+             "| bad-miss rate (ref → cand) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
+        miss = r.get("bad_miss_rate") or {}
         lines.append(f"| {name} | {r['verdict']} | {_cell(r['fail'])} | {_cell(r['warn'])} | {_cell(r['inconclusive'])} "
-                     f"| {_cell(r['symptoms'])} | {_num(r['perplexity_ratio'])} | {_num(r['kl_mean'])} |")
+                     f"| {_cell(r['symptoms'])} | {_num(r['perplexity_ratio'])} | {_num(r['kl_mean'])} "
+                     f"| {_num(r.get('entropy_onset_share'))} | {_num(miss.get('reference'))} → {_num(miss.get('candidate'))} |")
     return "\n".join(lines)
 
 

@@ -123,7 +123,8 @@ def _variant_summary(recs: Sequence[Record], name: str, stick: Stick) -> Variant
         m.lambda_label(runs, agreement), agreement, float(np.mean([r.hit for r in runs])),
         *(mean(k) for k in ("ds_qr", "ds_qr_topk", "ds_ra", "ds_aa", "ds_aq", "coverage", "gap_answer", "gap_chunk")),
         loop_rate=mean("loop"), retrieved=recs[0].side(name).retrieved, answer=recs[0].side(name).answer,
-        json_valid=mean("json_valid") if recs[0].kind == "json" else None)
+        json_valid=mean("json_valid") if recs[0].kind == "json" else None,
+        bad_miss_rate=float(np.mean([r.misses_badly for r in runs])))
 
 
 def _item_drift(recs: Sequence[Record], stick: Stick, resampler: Resampler, seeds_vary: bool) -> ItemDrift:
@@ -173,6 +174,7 @@ ANSWER_FIGURES = {
     "ds_aa.mean": (_side("ds_aa"), "mean"), "hit.rate": (_side("hit_rate"), "mean"),
     "lambda.convergence_rate": (_label(m.CONVERGENT), "mean"), "lambda.chaotic_count": (_label(m.CHAOTIC), "sum"),
     "lambda.chaotic_share": (_label(m.CHAOTIC), "mean"), "lambda.split_share": (_label(m.SPLIT), "mean"),
+    "lambda.bad_miss_rate": (_side("bad_miss_rate"), "mean"),
     "lambda.divergent_count": (_label(m.DIVERGENT), "sum"),
     "anchor_gap.answer_mean": (_side("gap_answer"), "mean"),
     "anchor_gap.flattened_share": (lambda s, v: float(s.side(v).gap_answer <= 0.05), "mean"),

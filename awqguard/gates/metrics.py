@@ -90,6 +90,11 @@ class Run:
     def hit(self) -> bool:
         return not self.aborted and (self.ds_answer_anchor < HIT_THRESHOLD or self.cites_anchor)
 
+    @property
+    def misses_badly(self) -> bool:
+        """The run-level form of ×: it misses the anchor with ΔS ≥ 0.60."""
+        return not self.hit and self.ds_answer_anchor >= RISK
+
 
 def lambda_label(runs: Sequence[Run], answer_agreement: float) -> str:
     """λ for one item across its runs. `answer_agreement` = median pairwise ΔS of the answers.
@@ -101,7 +106,7 @@ def lambda_label(runs: Sequence[Run], answer_agreement: float) -> str:
         raise ValueError("λ needs at least one run")
     if any(r.aborted for r in runs):
         return DIVERGENT
-    if any(not r.hit and r.ds_answer_anchor >= RISK for r in runs):
+    if any(r.misses_badly for r in runs):
         return CHAOTIC
     if all(r.hit for r in runs) and answer_agreement <= AGREE_THRESHOLD:
         return CONVERGENT

@@ -226,10 +226,10 @@ DEFAULT_GATES: tuple[Gate, ...] = (
          description="share of the anchor's tokens inside the top-k chunks"),
     Gate("lambda-convergence", "lambda.convergence_rate", ">=", 0.80, symptoms=("synthesis-drift",), tolerance=0.10,
          description="items whose runs (question + paraphrases x seeds) all hit the anchor and agree"),
-    # a share, not a count: against a reference that is itself chaotic, sampling alone moves the
-    # count by several items on a 48-item suite, so the tolerance is 10% of the items
-    Gate("lambda-chaotic", "lambda.chaotic_share", "<=", 0, symptoms=("synthesis-drift",), tolerance=0.10,
-         description="share of items with a run that misses the anchor badly (ΔS(answer, anchor) >= 0.60)"),
+    # a rate over runs, not the share of items with any bad run: that label flips on one run in eight,
+    # and against a reference that is itself chaotic its interval straddled any useful tolerance
+    Gate("lambda-chaotic", "lambda.bad_miss_rate", "<=", 0, symptoms=("synthesis-drift",), tolerance=0.10,
+         description="share of runs that miss the anchor badly (ΔS(answer, anchor) >= 0.60), mean over items"),
     Gate("drift-mean", "drift.answer_ds_excess", "<=", 0.10, symptoms=("ppl-drift", "synthesis-drift"),
          description="ΔS(candidate answer, reference answer) on the same prompt and seed, mean over the items "
                      "whose retrieval matched, minus the reference's own seed-to-seed ΔS (the sampling noise floor)"),

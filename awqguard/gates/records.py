@@ -106,6 +106,7 @@ class VariantSummary:
     retrieved: list[str]           # of the question under the first seed
     answer: str
     json_valid: float | None = dataclasses.field(default=None, metadata=OPTIONAL)
+    bad_miss_rate: float = 0.0     # share of the runs that miss the anchor badly (the run-level ×)
 
     def to_json(self) -> dict[str, Any]:
         return _plain(self, {"lambda_label": "lambda"})

@@ -75,6 +75,8 @@ METRICS: dict[str, Metric] = {m.id: m for m in (
            _HITS, bounds=SHARE),
     Metric("lambda.chaotic_count", LOWER, "items", "measure", "items with a run that misses the anchor badly", _HITS),
     Metric("lambda.chaotic_share", LOWER, "share", "measure", "share of items with a run that misses badly", _HITS, bounds=SHARE),
+    Metric("lambda.bad_miss_rate", LOWER, "share", "measure", "share of runs that miss the anchor badly, mean over items",
+           _HITS, bounds=SHARE),
     Metric("lambda.split_share", LOWER, "share", "measure", "share of items whose runs disagree", _HITS, bounds=SHARE),
     Metric("lambda.divergent_count", LOWER, "items", "measure", "items whose runs drift away from the anchor", _HITS),
     Metric("lambda.mcnemar", NEITHER, "p-value", "measure", "McNemar's test on convergent items, paired by item",

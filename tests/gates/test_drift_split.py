@@ -10,8 +10,9 @@ from awqguard.gates.records import ItemDrift, ItemSummary, VariantSummary
 from awqguard.gates.resample import Resampler
 
 
-def side(label=m.SPLIT, coverage=0.9, gap=0.1):
-    return VariantSummary(label, 0.1, 1.0, 0.3, 0.3, 0.3, 0.3, 0.3, coverage, gap, gap, 0.0, ["a#b"], "answer")
+def side(label=m.SPLIT, coverage=0.9, gap=0.1, bad_miss_rate=0.0):
+    return VariantSummary(label, 0.1, 1.0, 0.3, 0.3, 0.3, 0.3, 0.3, coverage, gap, gap, 0.0, ["a#b"], "answer",
+                          bad_miss_rate=bad_miss_rate)
 
 
 def summary(drift, matched, label_cand=m.SPLIT, noise=0.05):
@@ -31,6 +32,7 @@ def test_changed_retrieval_is_reported_apart_from_the_generators_drift():
     assert out["drift.retrieval_answer_ds_excess"].n == 5
     # λ is the generator's too: the chaotic answers behind a changed retrieval are not counted
     assert out["lambda.chaotic_share"].candidate == 0.0
+    assert out["lambda.bad_miss_rate"].candidate == 0.0
     assert out["retrieval.changed_share"].details == {"items_with_changed_runs": 5}
     # retrieval figures stay over every item, with intervals for both routes
     coverage = out["coverage.mean"]
@@ -62,3 +64,17 @@ def test_a_generator_that_drifts_everywhere_is_not_blamed_on_retrieval():
     assert out["drift.retrieval_answer_ds_excess"].value == pytest.approx(0.0)
     assert out["drift.retrieval_answer_ds_excess"].details["generator_drift"] == pytest.approx(0.6)
     assert out["drift.answer_ds_excess"].value == pytest.approx(0.55)
+
+
+def test_lambda_chaotic_decides_on_the_run_rate_not_on_items_with_any_bad_run():
+    """Every item of the candidate has one bad run in eight: each item's label turns chaotic, but the
+    run rate moves by 1/8 against a reference with none; the gate reads the rate."""
+    items = {f"i{i}": ItemSummary("qa", "q?", side(), side(m.CHAOTIC, bad_miss_rate=0.125),
+                                  ItemDrift(0.0, 0.0, 0.0, 0.0, [0.0, 0.0], 0.0, 0.0)) for i in range(12)}
+    out = suite_metrics(items, [], Resampler.for_suite("t"), items)
+    assert out["lambda.chaotic_share"].candidate == 1.0
+    rate = out["lambda.bad_miss_rate"]
+    assert rate.candidate == pytest.approx(0.125) and rate.diff_ci == pytest.approx((0.125, 0.125))
+    gate = next(g for g in DEFAULT_GATES if g.id == "lambda-chaotic")
+    assert gate.metric == "lambda.bad_miss_rate"
+    assert gate.check(rate).status == "fail"                  # past the 0.10 tolerance on every resample

@@ -46,6 +46,8 @@ def test_lambda_labels_for_constructed_run_sets():
     assert m.lambda_label([hit] * 7 + [miss_hard], 0.1) == m.CHAOTIC
     assert m.lambda_label([hit] * 7 + [m.Run(0.1, aborted=True)], 0.1) == m.DIVERGENT
     assert m.Run(0.9, cites_anchor=True).hit
+    # the run-level ×: one bad run in eight makes the item chaotic but moves the run rate by 1/8
+    assert [r.misses_badly for r in (hit, miss_soft, miss_hard, m.Run(0.9, cites_anchor=True))] == [False, False, True, False]
 
 
 def test_step_labels():
