@@ -59,6 +59,9 @@ def _add_quantize(sub) -> None:
                    help="module name (or part of one) to keep in full precision; repeatable")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device (default auto)")
     p.add_argument("--seed", type=int, default=d["seed"], help="calibration sampling seed (default %(default)s)")
+    p.add_argument("--max-shard-size", default="5GB", metavar="SIZE",
+                   help="largest weights file; more weights go to model-0000K-of-0000N.safetensors with "
+                        "model.safetensors.index.json, as transformers writes them (default %(default)s)")
     p.add_argument("--force", action="store_true", help="replace whatever --out already holds")
     p.set_defaults(func=cmd_quantize)
 
@@ -70,8 +73,10 @@ def cmd_quantize(args) -> int:
     from awqguard.models import DEFAULT_GROUP_SIZE
     from awqguard.quantizer.api import quantize
     from awqguard.quantizer.config import QuantConfig
+    from awqguard.quantizer.shards import parse_size
 
     check_writable(args.out, "--out")                      # before the model is even loaded
+    parse_size(args.max_shard_size)
     console = Console(stderr=True)
     group_size = args.group_size
     if group_size is None:
@@ -82,7 +87,7 @@ def cmd_quantize(args) -> int:
                       apply_clip=not args.no_clip, seed=args.seed, rounding=args.rounding,
                       max_flip_percent=args.max_flip_percent, knee_tolerance=args.knee_tolerance)
     result = quantize(args.model, out=args.out, config=cfg, calib=args.calib, device=args.device,
-                      force=args.force)
+                      force=args.force, max_shard_size=args.max_shard_size)
     rec = result.record
     if result.reused:
         console.print(f"[green]{args.out}[/] already holds this checkpoint (same model, config and "

@@ -23,6 +23,7 @@ from awqguard.quantizer.calibration import CalibrationSet, build_samples, gather
 from awqguard.quantizer.checkpoint import (RECORD_FILE, check_output_folder, load_quantized,
                                            round_to_checkpoint_precision, save_checkpoint)
 from awqguard.quantizer.config import QuantConfig, coerce_config
+from awqguard.quantizer.shards import DEFAULT_MAX_SHARD, parse_size
 
 RECORD_FORMAT = 1
 
@@ -46,6 +47,7 @@ def quantize(
     calib_data: str | Path | Sequence[str | Path] | None = None,   # AutoAWQ's name
     device: str = "auto",
     force: bool = False,
+    max_shard_size: str | int = DEFAULT_MAX_SHARD,
     quant_config: Mapping[str, Any] | None = None,                 # AutoAWQ's name
     **options: Any,
 ) -> QuantizeResult:
@@ -53,7 +55,8 @@ def quantize(
 
     `options` are QuantConfig fields or AutoAWQ's names (max_calib_samples, max_calib_seq_len,
     duo_scaling, apply_clip, n_grid, q_group_size, ...). When `out` already holds the same
-    checkpoint (same model, config and calibration), it is loaded instead of recomputed.
+    checkpoint (same model, config and calibration), it is loaded instead of recomputed. Weights
+    are written in shards of at most `max_shard_size` ("5GB", "500MB", bytes), as transformers does.
     """
     start = time.perf_counter()
     cfg = coerce_config(config if config is not None else quant_config)
@@ -61,6 +64,7 @@ def quantize(
     dev = resolve_device(device)
     if out is not None:
         check_writable(out, "out")                        # before any work, not after it
+        parse_size(max_shard_size)
     calib = calib if calib is not None else calib_data
     source, model_fp, float_model, tokenizer = _resolve_model(model, tokenizer)
 
@@ -77,7 +81,7 @@ def quantize(
     report = quantize_model(float_model, calib_set.samples, cfg, dev)
     round_to_checkpoint_precision(float_model)
     record = _record(identity, source, report, cfg, calib_set, dev, start)
-    path = save_checkpoint(float_model, tokenizer, Path(out), cfg, record, force) if out is not None else None
+    path = save_checkpoint(float_model, tokenizer, Path(out), cfg, record, force, max_shard_size) if out is not None else None
     return QuantizeResult(float_model, tokenizer, record, path)
 
 

@@ -1,7 +1,8 @@
 """AutoAWQ GEMM-format checkpoints (docs/architecture.md §5): atomic save, and loading ours or AutoAWQ's.
 
-On disk: model.safetensors (qweight/qzeros/scales per quantized linear, every other tensor fp16),
-config.json with "quantization_config", the tokenizer, and awqguard.json recording how it was made.
+On disk: model.safetensors, or shards of at most --max-shard-size with model.safetensors.index.json
+(qweight/qzeros/scales per quantized linear, every other tensor fp16), config.json with
+"quantization_config", the tokenizer, and awqguard.json recording how it was made.
 A save is written to a hidden sibling folder and renamed into place, so an interrupted or failed
 run never leaves a half-written checkpoint.
 """
@@ -13,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from awqguard import files
@@ -22,9 +21,9 @@ from awqguard.errors import AwqguardError, ModelLoadError, OutputExistsError
 from awqguard.kernels.paths import default_path
 from awqguard.kernels.wqlinear import AWQLinear, set_kernel_path
 from awqguard.models import ModelSource, load_model, read_json, reference_dtype, resolve_device
+from awqguard.quantizer.shards import DEFAULT_MAX_SHARD, ShardWriter, has_weights, load_all, parse_size
 
 RECORD_FILE = "awqguard.json"
-WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_DTYPE = torch.float16      # AutoAWQ / vLLM expect fp16 for everything not packed
 
 
@@ -56,28 +55,36 @@ def quantization_config(cfg) -> dict[str, Any]:
             "modules_to_not_convert": list(cfg.modules_to_not_convert) or None}
 
 
-def save_checkpoint(model: nn.Module, tokenizer, out: Path, cfg, record: dict, force: bool = False) -> Path:
+def save_checkpoint(model: nn.Module, tokenizer, out: Path, cfg, record: dict, force: bool = False,
+                    max_shard_size: str | int = DEFAULT_MAX_SHARD) -> Path:
     """Write the checkpoint folder atomically; `record` goes to awqguard.json.
 
     When another process published the same checkpoint (same identity) to `out` first, its copy is
     kept and this one dropped: two parallel jobs making one checkpoint both succeed.
     """
-    out = Path(out)
     with files.staging_dir(out) as tmp:
-        save_file(checkpoint_tensors(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        config = json.loads(model.config.to_json_string(use_diff=False))
-        config.pop("quantization_config", None)
-        if cfg.packed:
-            config["quantization_config"] = quantization_config(cfg)
-        config["torch_dtype"] = config["dtype"] = "float16"
-        files.write_json(tmp / "config.json", config, indent=2, sort_keys=True)
-        if getattr(model, "generation_config", None) is not None:
-            model.generation_config.save_pretrained(str(tmp))
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
-        files.write_json(tmp / RECORD_FILE, record, indent=2, sort_keys=True)
-        if not files.publish_dir(tmp, out, replace=force) and _identity(out) != record["identity"]:
-            raise OutputExistsError(f"{out} is not empty; choose another --out or pass --force")
+        writer = ShardWriter(tmp, parse_size(max_shard_size))
+        writer.add(checkpoint_tensors(model))
+        writer.close()
+        return publish_checkpoint(tmp, Path(out), model, tokenizer, cfg, record, force)
+
+
+def publish_checkpoint(tmp: Path, out: Path, model: nn.Module, tokenizer, cfg, record: dict, force: bool) -> Path:
+    """Add config, tokenizer and record beside the shards already in the staging folder `tmp`, then
+    rename it to `out`."""
+    config = json.loads(model.config.to_json_string(use_diff=False))
+    config.pop("quantization_config", None)
+    if cfg.packed:
+        config["quantization_config"] = quantization_config(cfg)
+    config["torch_dtype"] = config["dtype"] = "float16"
+    files.write_json(tmp / "config.json", config, indent=2, sort_keys=True)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(str(tmp))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(tmp))
+    files.write_json(tmp / RECORD_FILE, record, indent=2, sort_keys=True)
+    if not files.publish_dir(tmp, out, replace=force) and _identity(out) != record["identity"]:
+        raise OutputExistsError(f"{out} is not empty; choose another --out or pass --force")
     return out
 
 
@@ -97,7 +104,7 @@ def check_output_folder(out: Path, identity: dict, force: bool) -> bool:
         return False
     if (out / RECORD_FILE).exists():
         existing = _identity(out)
-        if existing == identity and (out / WEIGHTS_FILE).exists():
+        if existing == identity and has_weights(out):
             return not force
         if force:
             return False
@@ -125,19 +132,6 @@ def read_quantization_config(folder: Path) -> dict | None:
     qc.setdefault("bits", qc.get("w_bit"))
     qc.setdefault("group_size", qc.get("q_group_size"))
     return qc
-
-
-def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise ModelLoadError(f"{folder} holds no .safetensors file")
-    tensors: dict[str, torch.Tensor] = {}
-    for f in files:
-        try:
-            tensors.update(load_file(str(f)))
-        except (SafetensorError, OSError, RuntimeError) as exc:
-            raise ModelLoadError(f"{f} is unreadable or truncated: {exc}") from None
-    return tensors
 
 
 def _check_qc(folder: Path, qc: dict) -> int:
@@ -174,7 +168,7 @@ def load_quantized(path: str | Path, device: str | None = "auto", kernel: str | 
         raise ModelLoadError(f"{folder}/config.json cannot be read by transformers: {exc}") from None
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    tensors = _load_tensors(folder)
+    tensors = load_all(folder)
     with no_init_weights():
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     install_awq_linears(model, tensors, group_size, folder)

@@ -3,6 +3,7 @@ independently of awqguard's packer) loads into the model it describes."""
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -45,7 +46,19 @@ def autoawq_pack(w):
     return qweight, qzeros, scales.t().contiguous().half(), dequant
 
 
-def test_autoawq_layout_checkpoint_loads(tmp_path):
+def save_sharded_like_transformers(tensors, folder, max_shard_size):
+    """Shards and index written by huggingface_hub's splitter (what save_pretrained uses), not awqguard's writer."""
+    from huggingface_hub import split_torch_state_dict_into_shards
+    split = split_torch_state_dict_into_shards(tensors, max_shard_size=max_shard_size)
+    for filename, names in split.filename_to_tensors.items():
+        save_file({n: tensors[n].contiguous() for n in names}, str(folder / filename), metadata={"format": "pt"})
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": split.metadata, "weight_map": split.tensor_to_filename}))
+    return len(split.filename_to_tensors)
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_autoawq_layout_checkpoint_loads(tmp_path, sharded):
     model = tiny_models.build("llama-gqa")
     folder = tmp_path / "autoawq-model"
     folder.mkdir()
@@ -62,7 +75,10 @@ def test_autoawq_layout_checkpoint_loads(tmp_path):
             tensors[name] = t.half()
             expected.get_parameter(name).data.copy_(t.half().float())
     assert any((v < 0).any() for k, v in tensors.items() if k.endswith("qweight"))
-    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    if sharded:
+        assert save_sharded_like_transformers(tensors, folder, 20_000) >= 3
+    else:
+        save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     config = model.config.to_dict()
     config["quantization_config"] = {"quant_method": "awq", "zero_point": True, "group_size": G, "bits": 4,
                                      "version": "gemm", "modules_to_not_convert": None}
@@ -78,8 +94,6 @@ def test_autoawq_layout_checkpoint_loads(tmp_path):
 
 
 def test_old_quant_config_json_and_shape_errors(tmp_path):
-    import pytest
-
     from awqguard.errors import ModelLoadError
     model = tiny_models.build("llama-gqa")
     folder = tmp_path / "m"

@@ -1,0 +1,164 @@
+"""Sharded safetensors, in transformers' layout: written tensor by tensor, read lazily.
+
+One shard is `model.safetensors`; more are `model-00001-of-0000N.safetensors` with
+`model.safetensors.index.json` ({"metadata": {"total_size": bytes}, "weight_map": {tensor: file}}),
+the layout transformers, AutoAWQ and vLLM read. The writer does not know N until the last tensor,
+so it writes numbered parts and renames them when it closes; it only ever writes inside a staging
+folder (checkpoint.py), so a failed run leaves no shard behind.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from awqguard import files
+from awqguard.errors import ConfigError, ModelLoadError
+
+WEIGHTS_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+DEFAULT_MAX_SHARD = "5GB"                 # transformers' default for save_pretrained
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from "5GB", "500MB", "2GiB" or a plain number (decimal units, as transformers reads them)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        size = text
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*", str(text).upper())
+        if not match or match.group(2) not in _UNITS:
+            raise ConfigError(f"max shard size {text!r} is not a size; write it like 5GB, 500MB or 2GiB")
+        size = int(float(match.group(1)) * _UNITS[match.group(2)])
+    if size <= 0:
+        raise ConfigError(f"max shard size {text!r} must be more than 0 bytes")
+    return size
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+class ShardWriter:
+    """Collects tensors in order and writes a shard whenever the next tensor would push the current
+    one past `max_bytes` (a tensor larger than that gets a shard of its own)."""
+
+    def __init__(self, folder: Path, max_bytes: int):
+        self.folder, self.max_bytes = Path(folder), max_bytes
+        self._pending: dict[str, torch.Tensor] = {}
+        self._pending_bytes = 0
+        self._parts: list[tuple[Path, list[str]]] = []
+        self.total_bytes = 0
+
+    def add(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name, t in tensors.items():
+            size = tensor_bytes(t)
+            if self._pending and self._pending_bytes + size > self.max_bytes:
+                self._flush()
+            self._pending[name] = t.detach().cpu().contiguous()
+            self._pending_bytes += size
+            self.total_bytes += size
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        part = self.folder / f".part-{len(self._parts):05d}.safetensors"
+        save_file(self._pending, str(part), metadata={"format": "pt"})
+        self._parts.append((part, list(self._pending)))
+        self._pending, self._pending_bytes = {}, 0
+
+    def close(self) -> list[str]:
+        """Write what is left, give the parts their final names (and the index when there are
+        several); returns the shard file names."""
+        self._flush()
+        if len(self._parts) == 1:
+            self._parts[0][0].rename(self.folder / WEIGHTS_FILE)
+            return [WEIGHTS_FILE]
+        n = len(self._parts)
+        weight_map, names = {}, []
+        for i, (part, tensor_names) in enumerate(self._parts, start=1):
+            name = f"model-{i:05d}-of-{n:05d}.safetensors"
+            part.rename(self.folder / name)
+            weight_map.update({t: name for t in tensor_names})
+            names.append(name)
+        files.write_json(self.folder / INDEX_FILE, {"metadata": {"total_size": self.total_bytes},
+                                                    "weight_map": dict(sorted(weight_map.items()))}, indent=2)
+        return names
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a checkpoint: those its index names, else model.safetensors, else
+    every *.safetensors in the folder. A shard the index names but the folder lacks is an error."""
+    folder = Path(folder)
+    index = folder / INDEX_FILE
+    if index.exists():
+        from awqguard.models import read_json
+        weight_map = read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ModelLoadError(f"{index} has no weight_map of tensor names to shard files")
+        shards = sorted(set(weight_map.values()))
+        missing = [s for s in shards if not (folder / s).is_file()]
+        if missing:
+            raise ModelLoadError(f"{index} names shards that are not in {folder}: {', '.join(missing[:3])}"
+                                 f"{' …' if len(missing) > 3 else ''} (an incomplete download or copy?)")
+        return [folder / s for s in shards]
+    if (folder / WEIGHTS_FILE).is_file():
+        return [folder / WEIGHTS_FILE]
+    found = sorted(folder.glob("*.safetensors"))
+    if not found:
+        raise ModelLoadError(f"{folder} holds no .safetensors file")
+    return found
+
+
+def has_weights(folder: Path) -> bool:
+    try:
+        return bool(weight_files(folder))
+    except ModelLoadError:
+        return False
+
+
+class LazyTensors:
+    """Tensor name -> tensor, read from memory-mapped shards only when asked for, so a model larger
+    than RAM can be walked one block at a time."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self._where: dict[str, Path] = {}
+        self._open: dict[Path, object] = {}
+        for f in weight_files(self.folder):
+            try:
+                with safe_open(str(f), framework="pt") as handle:
+                    self._where.update({k: f for k in handle.keys()})
+            except (SafetensorError, OSError) as exc:
+                raise ModelLoadError(f"{f} is unreadable or truncated: {exc}") from None
+
+    def keys(self) -> list[str]:
+        return list(self._where)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._where
+
+    def get(self, name: str) -> torch.Tensor:
+        f = self._where[name]
+        if f not in self._open:
+            self._open[f] = safe_open(str(f), framework="pt")
+        try:
+            return self._open[f].get_tensor(name)
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise ModelLoadError(f"{f}: tensor {name} is unreadable or truncated: {exc}") from None
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+        for name in self._where:
+            if name.startswith(prefix):
+                yield name, self.get(name)
+
+
+def load_all(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint, sharded or not, ours or AutoAWQ's."""
+    return dict(LazyTensors(folder).items())
