@@ -62,6 +62,12 @@ def _add_quantize(sub) -> None:
     p.add_argument("--max-shard-size", default="5GB", metavar="SIZE",
                    help="largest weights file; more weights go to model-0000K-of-0000N.safetensors with "
                         "model.safetensors.index.json, as transformers writes them (default %(default)s)")
+    p.add_argument("--in-memory", action="store_true",
+                   help="load the whole model instead of streaming it block by block from its files (the "
+                        "checkpoint is the same either way; streaming keeps peak memory to one block)")
+    p.add_argument("--activation-budget", default="4GB", metavar="SIZE",
+                   help="calibration activations past this size (per buffer) go to a memory-mapped file "
+                        "beside --out (default %(default)s)")
     p.add_argument("--force", action="store_true", help="replace whatever --out already holds")
     p.set_defaults(func=cmd_quantize)
 
@@ -76,7 +82,7 @@ def cmd_quantize(args) -> int:
     from awqguard.quantizer.shards import parse_size
 
     check_writable(args.out, "--out")                      # before the model is even loaded
-    parse_size(args.max_shard_size)
+    parse_size(args.max_shard_size), parse_size(args.activation_budget)
     console = Console(stderr=True)
     group_size = args.group_size
     if group_size is None:
@@ -87,7 +93,8 @@ def cmd_quantize(args) -> int:
                       apply_clip=not args.no_clip, seed=args.seed, rounding=args.rounding,
                       max_flip_percent=args.max_flip_percent, knee_tolerance=args.knee_tolerance)
     result = quantize(args.model, out=args.out, config=cfg, calib=args.calib, device=args.device,
-                      force=args.force, max_shard_size=args.max_shard_size)
+                      force=args.force, max_shard_size=args.max_shard_size,
+                      stream=False if args.in_memory else None, activation_budget=args.activation_budget)
     rec = result.record
     if result.reused:
         console.print(f"[green]{args.out}[/] already holds this checkpoint (same model, config and "

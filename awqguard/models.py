@@ -183,6 +183,17 @@ def load_model(source: ModelSource, dtype: torch.dtype = torch.float32):
     return model.to(dtype).eval()
 
 
+def float_folder(source: ModelSource) -> Path | None:
+    """A safetensors folder holding the model's float weights: the folder itself, or for a GGUF file
+    its converted copy in the cache (made now when missing; None when it could not be written)."""
+    if source.gguf_file is None:
+        return source.folder
+    converted = _converted_folder(source)
+    if not (converted / "config.json").exists():
+        load_model(source)                      # converts and caches the folder
+    return converted if (converted / "config.json").exists() else None
+
+
 def load_reference(spec: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32):
     """(model, tokenizer, source) for a reference model spec."""
     source = resolve_model(spec)

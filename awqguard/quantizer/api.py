@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import platform
+import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -17,24 +17,36 @@ from awqguard.version import __version__
 from awqguard import files
 from awqguard.errors import ConfigError
 from awqguard.files import check_writable
-from awqguard.models import ModelSource, fingerprint, load_model, load_tokenizer, resolve_device, resolve_model
+from awqguard.models import (ModelSource, fingerprint, float_folder, load_model, load_tokenizer, resolve_device,
+                             resolve_model)
 from awqguard.quantizer.awq import QuantReport, quantize_model
 from awqguard.quantizer.calibration import CalibrationSet, build_samples, gather_texts
-from awqguard.quantizer.checkpoint import (RECORD_FILE, check_output_folder, load_quantized,
-                                           round_to_checkpoint_precision, save_checkpoint)
+from awqguard.quantizer.blocks import Activations
+from awqguard.quantizer.checkpoint import (RECORD_FILE, check_output_folder, load_quantized, publish_checkpoint,
+                                           round_to_checkpoint_precision, save_checkpoint, to_checkpoint)
 from awqguard.quantizer.config import QuantConfig, coerce_config
-from awqguard.quantizer.shards import DEFAULT_MAX_SHARD, parse_size
+from awqguard.quantizer.shards import DEFAULT_MAX_SHARD, ShardWriter, parse_size
+from awqguard.quantizer.stream import can_stream, stream_quantize
+
+DEFAULT_ACTIVATION_BUDGET = "4GB"     # per activation buffer; a 70B model's default calibration needs 2 GiB
 
 RECORD_FORMAT = 1
 
 
-@dataclass
 class QuantizeResult:
-    model: nn.Module
-    tokenizer: Any
-    record: dict
-    path: Path | None = None
-    reused: bool = False
+    """The quantized model (loaded from `path` when first asked for, after a streamed run), its
+    tokenizer and awqguard.json's record."""
+
+    def __init__(self, model: nn.Module | None, tokenizer: Any, record: dict, path: Path | None = None,
+                 reused: bool = False, device: str = "auto"):
+        self._model, self.tokenizer, self.record, self.path, self.reused = model, tokenizer, record, path, reused
+        self._device = device
+
+    @property
+    def model(self) -> nn.Module:
+        if self._model is None:
+            self._model = load_quantized(self.path, self._device)
+        return self._model
 
 
 def quantize(
@@ -48,6 +60,8 @@ def quantize(
     device: str = "auto",
     force: bool = False,
     max_shard_size: str | int = DEFAULT_MAX_SHARD,
+    stream: bool | None = None,
+    activation_budget: str | int = DEFAULT_ACTIVATION_BUDGET,
     quant_config: Mapping[str, Any] | None = None,                 # AutoAWQ's name
     **options: Any,
 ) -> QuantizeResult:
@@ -57,6 +71,11 @@ def quantize(
     duo_scaling, apply_clip, n_grid, q_group_size, ...). When `out` already holds the same
     checkpoint (same model, config and calibration), it is loaded instead of recomputed. Weights
     are written in shards of at most `max_shard_size` ("5GB", "500MB", bytes), as transformers does.
+
+    `stream` (default: whenever `out` is given and the source is a safetensors folder or a GGUF
+    file) quantizes block by block from the memory-mapped source, so peak memory is one block plus
+    the calibration activations; those spill to a memory-mapped file beside `out` past
+    `activation_budget` bytes. The checkpoint is the same bit for bit either way.
     """
     start = time.perf_counter()
     cfg = coerce_config(config if config is not None else quant_config)
@@ -64,7 +83,7 @@ def quantize(
     dev = resolve_device(device)
     if out is not None:
         check_writable(out, "out")                        # before any work, not after it
-        parse_size(max_shard_size)
+        parse_size(max_shard_size), parse_size(activation_budget)
     calib = calib if calib is not None else calib_data
     source, model_fp, float_model, tokenizer = _resolve_model(model, tokenizer)
 
@@ -76,13 +95,45 @@ def quantize(
         record = files.loads(files.read_text(Path(out) / RECORD_FILE))
         return QuantizeResult(load_quantized(out, device), tokenizer, record, Path(out), reused=True)
 
+    folder = _stream_folder(source, out, stream) if float_model is None else None
+    if folder is not None:
+        return _quantize_streaming(folder, Path(out), cfg, tokenizer, calib_set, identity, source, dev, start,
+                                   force, max_shard_size, activation_budget, device)
     if float_model is None:
         float_model = load_model(source, torch.float32)
     report = quantize_model(float_model, calib_set.samples, cfg, dev)
     round_to_checkpoint_precision(float_model)
-    record = _record(identity, source, report, cfg, calib_set, dev, start)
+    record = _record(identity, source, report, cfg, calib_set, dev, start, streamed=False)
     path = save_checkpoint(float_model, tokenizer, Path(out), cfg, record, force, max_shard_size) if out is not None else None
     return QuantizeResult(float_model, tokenizer, record, path)
+
+
+def _stream_folder(source: ModelSource | None, out, stream: bool | None) -> Path | None:
+    """The safetensors folder to stream from, or None for the in-memory path. A GGUF source streams
+    from its converted float folder (converted whole, once, and cached)."""
+    if stream is False or out is None or source is None:
+        return None
+    folder = float_folder(source)
+    if folder is not None and can_stream(folder):
+        return folder
+    if stream:
+        raise ConfigError(f"{source.label} cannot be quantized streaming (it needs safetensors weights and "
+                          "Linear layers); leave streaming off (--in-memory)")
+    return None
+
+
+def _quantize_streaming(folder: Path, out: Path, cfg: QuantConfig, tokenizer, calib_set: CalibrationSet,
+                        identity: dict, source: ModelSource, dev: torch.device, start: float, force: bool,
+                        max_shard_size, activation_budget, device: str) -> QuantizeResult:
+    """Stream-quantize into a staging folder beside `out`, then publish it (nothing half-written)."""
+    with files.staging_dir(out) as tmp, tempfile.TemporaryDirectory(dir=out.parent, prefix=".awqguard-spill-") as spill:
+        writer = ShardWriter(tmp, parse_size(max_shard_size))
+        activations = Activations(parse_size(activation_budget), Path(spill))
+        model, report = stream_quantize(folder, calib_set.samples, cfg, dev, writer.add, to_checkpoint, activations)
+        writer.close()
+        record = _record(identity, source, report, cfg, calib_set, dev, start, streamed=True)
+        publish_checkpoint(tmp, out, model, tokenizer, cfg, record, force)
+    return QuantizeResult(None, tokenizer, record, out, device=device)
 
 
 def _resolve_model(model: str | Path | nn.Module | None,
@@ -98,7 +149,7 @@ def _resolve_model(model: str | Path | nn.Module | None,
 
 
 def _record(identity: dict, source: ModelSource | None, report: QuantReport, cfg: QuantConfig,
-            calib_set: CalibrationSet, dev: torch.device, start: float) -> dict:
+            calib_set: CalibrationSet, dev: torch.device, start: float, streamed: bool) -> dict:
     """awqguard.json: how the checkpoint was made (docs/architecture.md §5)."""
     return {
         "format": RECORD_FORMAT,
@@ -109,6 +160,7 @@ def _record(identity: dict, source: ModelSource | None, report: QuantReport, cfg
                   "model_type": report.model_type},
         "config": cfg.to_dict(),
         "fake_quantized": not cfg.packed,
+        "streamed": streamed,
         "calibration": calib_set.describe(),
         "quantization": report.to_dict(),
         "wall_time_s": round(time.perf_counter() - start, 2),

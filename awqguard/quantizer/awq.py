@@ -15,8 +15,8 @@ from awqguard.errors import ConfigError, ModelLoadError
 from awqguard.kernels.wqlinear import AWQLinear
 from awqguard.quantizer import rounding
 from awqguard.quantizer.apply import apply_clip, fold_scale
-from awqguard.quantizer.blocks import (CallRecorder, InputGrams, InputStats, TokenSample, capture_block_inputs,
-                                      is_tokenwise, run_block)
+from awqguard.quantizer.blocks import (IN_RAM, Activations, CallRecorder, InputGrams, InputStats, TokenSample,
+                                      capture_block_inputs, is_tokenwise, run_block)
 from awqguard.quantizer.config import QuantConfig, group_size_for, workable_group_sizes
 from awqguard.quantizer.kneedle import outlier_channels
 from awqguard.quantizer.mappings import (Architecture, ResolvedMapping, find_blocks, resolve_architecture,
@@ -80,11 +80,21 @@ def block_linears(block: nn.Module, block_name: str, cfg: QuantConfig) -> dict[s
 
 def check_model(model: nn.Module, blocks_name: str, blocks: nn.ModuleList, cfg: QuantConfig) -> None:
     """Fail early, naming the layer: non-finite weights, group sizes that do not divide, unpackable rows."""
-    for name, param in model.named_parameters():
+    check_finite(model.named_parameters())
+    check_shapes(blocks_name, blocks, cfg)
+
+
+def check_finite(named_parameters) -> None:
+    for name, param in named_parameters:
         if not torch.isfinite(param).all():
             bad = int((~torch.isfinite(param)).sum())
             raise ModelLoadError(f"weight {name} holds {bad} NaN/Inf values: the model file is damaged "
                                  "or was saved from a diverged run; quantizing it would hide that")
+
+
+def check_shapes(blocks_name: str, blocks: nn.ModuleList, cfg: QuantConfig) -> None:
+    """Group sizes that do not divide, rows that cannot be packed: from the layers' shapes alone, so
+    it also runs on a model whose weights are not loaded yet."""
     all_linears = {f"{blocks_name}.{i}.{n}": m for i, b in enumerate(blocks)
                    for n, m in block_linears(b, f"{blocks_name}.{i}", cfg).items()}
     if not all_linears:
@@ -132,14 +142,15 @@ SEQUENCES = "sequences"    # the checked module re-run on a few whole sequences 
 
 @torch.no_grad()
 def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call, arch: Architecture,
-                   cfg: QuantConfig, device: torch.device, chunk: int) -> tuple[torch.Tensor, BlockReport]:
+                   cfg: QuantConfig, device: torch.device, chunk: int,
+                   activations: Activations = IN_RAM) -> tuple[torch.Tensor, BlockReport]:
     """Quantize `block` in place; returns the full-precision block's outputs (the next block's inputs)."""
     report = BlockReport(block_name)
     block.to(device)
     linears = block_linears(block, block_name, cfg)
     probes = [(rm, _probe_kind(rm, cfg)) for rm in _block_mappings(block, block_name, arch, linears)]
     clipped = {n: m for n, m in linears.items() if _clips(n, cfg, arch)}
-    evidence = _gather_evidence(block, hidden, call, probes, linears, clipped, cfg, device, chunk)
+    evidence = _gather_evidence(block, hidden, call, probes, linears, clipped, cfg, device, chunk, activations)
     scales = _search_scales(probes, evidence, linears, cfg, device, report)
     folded = _fold_scales(scales, linears, arch)
     # without second moments the clip search scores the folded linears' recorded input tokens
@@ -203,7 +214,7 @@ class _Evidence:
 
 def _gather_evidence(block: nn.Module, hidden: torch.Tensor, call, probes: list[tuple[ResolvedMapping, str]],
                      linears: dict[str, nn.Linear], clipped: dict[str, nn.Linear], cfg: QuantConfig,
-                     device: torch.device, chunk: int) -> _Evidence:
+                     device: torch.device, chunk: int, activations: Activations) -> _Evidence:
     """Two passes of the unchanged block: every calibration token (statistics, the next block's
     inputs and, spread, second moments and token samples), then the whole loss sequences."""
     total = hidden.shape[0] * hidden.shape[1]
@@ -214,7 +225,7 @@ def _gather_evidence(block: nn.Module, hidden: torch.Tensor, call, probes: list[
     sampler = TokenSample({id(rm.inspect): rm.inspect for rm, kind in probes if kind == TOKENS},
                           _positions(total, cfg.loss_tokens, cfg.seed))
     try:
-        next_hidden = run_block(block, hidden, call, chunk, device)
+        next_hidden = run_block(block, hidden, call, chunk, device, activations=activations)
     finally:
         stats.remove()
         sampler.remove()
@@ -355,26 +366,36 @@ def pick_chunk(seqlen: int, hidden: int) -> int:
     return max(1, min(64, int(256e6 / (4 * seqlen * hidden * 4))))
 
 
-@torch.no_grad()
-def quantize_model(model: nn.Module, samples: torch.Tensor, cfg: QuantConfig,
-                   device: torch.device | str = "cpu") -> QuantReport:
-    """Quantize `model` (on CPU) in place with calibration token samples [n, T]."""
-    start = time.perf_counter()
-    device = torch.device(device)
+def prepare_model(model: nn.Module) -> tuple[str, Architecture, str, nn.ModuleList]:
+    """(model type, architecture, blocks' attribute path, blocks), with GPT-2's Conv1D made Linear."""
     model_type, arch = resolve_architecture(model)
     if arch.conv1d_to_linear:
         convert_conv1d(model)
     blocks_name, blocks = find_blocks(model, arch)
-    check_model(model, blocks_name, blocks, cfg)
     model.eval()
+    return model_type, arch, blocks_name, blocks
+
+
+def calibration_chunk(model: nn.Module, samples: torch.Tensor) -> int:
     hidden_size = getattr(model.config, "hidden_size", None) or getattr(model.config, "n_embd", 1024)
-    chunk = pick_chunk(samples.shape[1], hidden_size)
-    hidden, call = capture_block_inputs(model, blocks[0], samples, chunk)
+    return pick_chunk(samples.shape[1], hidden_size)
+
+
+@torch.no_grad()
+def quantize_model(model: nn.Module, samples: torch.Tensor, cfg: QuantConfig,
+                   device: torch.device | str = "cpu", activations: Activations = IN_RAM) -> QuantReport:
+    """Quantize `model` (on CPU) in place with calibration token samples [n, T]."""
+    start = time.perf_counter()
+    device = torch.device(device)
+    model_type, arch, blocks_name, blocks = prepare_model(model)
+    check_model(model, blocks_name, blocks, cfg)
+    chunk = calibration_chunk(model, samples)
+    hidden, call = capture_block_inputs(model, blocks[0], samples, chunk, activations)
     reports = []
     with progress.task(f"AWQ w{cfg.w_bit} g{cfg.group_size}", total=len(blocks)) as bar:
         for i, block in enumerate(blocks):
             name = f"{blocks_name}.{i}"
-            hidden, rep = quantize_block(block, name, hidden, call, arch, cfg, device, chunk)
+            hidden, rep = quantize_block(block, name, hidden, call, arch, cfg, device, chunk, activations)
             reports.append(rep)
             bar.advance(description=f"AWQ w{cfg.w_bit} g{cfg.group_size}: {name}")
     return QuantReport(model_type, reports, time.perf_counter() - start)

@@ -7,7 +7,9 @@ being processed needs to sit on the compute device.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -41,9 +43,32 @@ class BlockCall:
         return fit(self.args), {k: fit(v) for k, v in self.kwargs.items()}
 
 
+@dataclass
+class Activations:
+    """Where the activations flowing between blocks live: in RAM while a buffer fits `budget` bytes,
+    else in a memory-mapped file under `spill_dir`, so a wide model's calibration set need not fit
+    in memory (the page cache holds what it can)."""
+
+    budget: int | None = None          # None: always RAM
+    spill_dir: Path | None = None
+    _count = itertools.count()
+
+    def empty(self, shape: tuple[int, ...]) -> torch.Tensor:
+        numel = 1
+        for d in shape:
+            numel *= d
+        if self.budget is None or self.spill_dir is None or numel * 4 <= self.budget:
+            return torch.empty(shape, dtype=torch.float32)
+        path = Path(self.spill_dir) / f"activations-{next(self._count)}.bin"
+        return torch.from_file(str(path), shared=True, size=numel, dtype=torch.float32).view(shape)
+
+
+IN_RAM = Activations()
+
+
 @torch.no_grad()
 def capture_block_inputs(model: nn.Module, first_block: nn.Module, samples: torch.Tensor,
-                         chunk: int) -> tuple[torch.Tensor, BlockCall]:
+                         chunk: int, activations: Activations = IN_RAM) -> tuple[torch.Tensor, BlockCall]:
     """(hidden states entering block 0 [n, T, H] on CPU, the call signature)."""
     captured: dict[str, Any] = {}
     hiddens = []
@@ -69,21 +94,27 @@ def capture_block_inputs(model: nn.Module, first_block: nn.Module, samples: torc
                 pass
     finally:
         handle.remove()
-    return torch.cat(hiddens, dim=0), captured["call"]
+    out = activations.empty((samples.shape[0], *hiddens[0].shape[1:]))
+    torch.cat(hiddens, dim=0, out=out)
+    return out, captured["call"]
 
 
 @torch.no_grad()
 def run_block(block: nn.Module, hidden: torch.Tensor, call: BlockCall, chunk: int,
-              device: torch.device, keep_output: bool = True) -> torch.Tensor | None:
-    """Block outputs for `hidden` [n, T, H] (CPU), computed `chunk` sequences at a time."""
-    outs = []
+              device: torch.device, keep_output: bool = True,
+              activations: Activations = IN_RAM) -> torch.Tensor | None:
+    """Block outputs for `hidden` [n, T, H] (CPU), computed `chunk` sequences at a time, written
+    into a buffer from `activations`."""
+    outs = None
     for start in range(0, hidden.shape[0], chunk):
         h = hidden[start:start + chunk].to(device)
         args, kwargs = call.for_chunk(h.shape[0], device)
         out = first_tensor(block(h, *args, **kwargs))
         if keep_output:
-            outs.append(out.detach().to("cpu"))
-    return torch.cat(outs, dim=0) if keep_output else None
+            if outs is None:
+                outs = activations.empty((hidden.shape[0], *out.shape[1:]))
+            outs[start:start + out.shape[0]] = out.detach().to("cpu", torch.float32)
+    return outs
 
 
 class InputStats:

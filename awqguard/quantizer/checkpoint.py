@@ -37,16 +37,18 @@ def round_to_checkpoint_precision(model: nn.Module) -> None:
                 p.copy_(p.to(CHECKPOINT_DTYPE).to(p.dtype))
 
 
+def to_checkpoint(t: torch.Tensor) -> torch.Tensor:
+    """A tensor as the checkpoint stores it: floats in fp16, on CPU, contiguous."""
+    if t.is_floating_point():
+        t = t.to(CHECKPOINT_DTYPE)
+    return t.detach().cpu().contiguous()
+
+
 def checkpoint_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
-    tensors = {}
-    for name, t in model.state_dict().items():
-        if tied and name == "lm_head.weight":
-            continue   # shared with the embedding; safetensors stores each tensor once
-        if t.is_floating_point():
-            t = t.to(CHECKPOINT_DTYPE)
-        tensors[name] = t.detach().cpu().contiguous()
-    return tensors
+    # shared with the embedding when tied; safetensors stores each tensor once
+    return {name: to_checkpoint(t) for name, t in model.state_dict().items()
+            if not (tied and name == "lm_head.weight")}
 
 
 def quantization_config(cfg) -> dict[str, Any]:

@@ -110,12 +110,17 @@ def test_calibration_too_short(tiny_dir, tmp_path):
 def test_nan_weights_are_named(tmp_path, calib_file):
     folder = tmp_path / "nan-model"
     model = tiny_models.save_hf_folder("llama-gqa", folder)
-    sd = {k: v.clone() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
     sd["model.layers.1.mlp.down_proj.weight"][0, 0] = float("nan")
     save_file(sd, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    with pytest.raises(ModelLoadError, match=r"model.layers.1.mlp.down_proj.weight holds 1 NaN/Inf"):
+    for stream in (True, False):
+        with pytest.raises(ModelLoadError, match=r"model.layers.1.mlp.down_proj.weight holds 1 NaN/Inf"):
+            quantize(str(folder), out=tmp_path / "q", config=CFG, calib=[calib_file], stream=stream)
+        assert not (tmp_path / "q").exists() and _no_partial_dirs(tmp_path)
+    del sd["lm_head.weight"]                      # an untied head missing from the file is named, not invented
+    save_file(sd, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match=r"missing: \['lm_head.weight'\]"):
         quantize(str(folder), out=tmp_path / "q", config=CFG, calib=[calib_file])
-    assert not (tmp_path / "q").exists()
 
 
 def test_missing_and_corrupt_model_files(tmp_path, calib_file):
