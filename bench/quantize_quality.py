@@ -17,6 +17,7 @@ AutoAWQ's (and >= 0.55 where AutoAWQ is not known); quantization <= 300 s.
 
     python bench/quantize_quality.py                                 # w4 g64, 128 x 512, all domains
     python bench/quantize_quality.py --heldout docstrings            # the same-domain case only
+    python bench/quantize_quality.py --model gemma-3-270m            # a second architecture
     python bench/quantize_quality.py --n-samples 16 --seqlen 256 --max-windows 8   # quick look
     python bench/quantize_quality.py --loss-sample spread            # losses over the whole set
     python bench/quantize_quality.py --autoawq /path/to/autoawq-w4g64 --record-autoawq   # new AutoAWQ figures
@@ -62,6 +63,8 @@ BASELINE = Path(__file__).parent / "baselines" / "autoawq_quality.json"
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None,
+                    help="a model folder, .gguf file or packaged model (gemma-3-270m); default SmolLM2-135M-Instruct")
     ap.add_argument("--w-bit", type=int, default=4)
     ap.add_argument("--group-size", type=int, default=64)
     ap.add_argument("--n-samples", type=int, default=128)
@@ -88,7 +91,7 @@ def main(argv=None) -> int:
     if unknown or not domains:
         ap.error(f"--heldout: unknown domain(s) {unknown}; choose from {', '.join(HELDOUT_TEXTS)}")
     load_start = time.perf_counter()
-    reference, tokenizer, source = load_reference()
+    reference, tokenizer, source = load_reference(args.model)
     load_seconds = time.perf_counter() - load_start
     windows = {d: heldout_windows(tokenizer, HELDOUT_TEXTS[d](), 512, args.max_windows) for d in domains}
     cfg = QuantConfig(w_bit=args.w_bit, group_size=args.group_size, n_samples=args.n_samples,

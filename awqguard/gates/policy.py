@@ -73,6 +73,18 @@ def either(a: bool | None, b: bool | None) -> bool | None:
     return False if a is False and b is False else None
 
 
+def open_route(absolute: bool | None, relative: bool | None) -> bool | None:
+    """The verdict where the reference cannot be shown to meet the bar: a candidate surely within it
+    passes; otherwise the comparison with the reference decides. A candidate surely worse than the
+    reference by more than the tolerance fails even while its own interval straddles the bar (the
+    bar is then near the reference, and the difference is the sharper evidence)."""
+    if absolute is True:
+        return True
+    if relative is False:
+        return False
+    return either(absolute, relative)
+
+
 def _span(ci: tuple[float, float] | None) -> str:
     return f" (95% interval {ci[0]:.4g} to {ci[1]:.4g})" if ci is not None else ""
 
@@ -164,7 +176,7 @@ class Gate:
         absolute = holds(self.op, m.ci or (value, value), self.threshold)
         bar = self._relative_bar(m)
         relative = None if bar is None else holds(self.op, m.diff_ci or (value - reference,) * 2, bar)
-        ok = absolute if bar is None else either(absolute, relative)
+        ok = absolute if bar is None else open_route(absolute, relative)
         basis = "absolute" if bar is None or absolute is True else "reference"
         message = self._message(shown, ok, absolute, bar, reference)
         if m.n is not None and m.n < decision.min_items:

@@ -69,5 +69,13 @@ def template_messages(source: str, name: str, question: str, chunks: Sequence[Ch
 
 
 def render_prompts(tokenizer, conversations: Sequence[list[dict]]) -> list[str]:
-    """Prompt texts through the tokenizer's chat template, ready for generation."""
+    """Prompt texts through the tokenizer's chat template, ready for generation. A base model
+    without one (Gemma-3-270M's GGUF) gets the turns as plain paragraphs after its BOS token (prompts
+    are tokenized without special tokens, as a chat template writes them itself), ending in "Answer:"."""
+    if not getattr(tokenizer, "chat_template", None):
+        return [(tokenizer.bos_token or "") + plain_prompt(c) for c in conversations]
     return [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
+
+
+def plain_prompt(messages: Sequence[dict]) -> str:
+    return "\n\n".join(m["content"] for m in messages) + "\n\nAnswer:"

@@ -70,6 +70,13 @@ def test_reference_that_misses_the_bar_turns_the_gate_relative():
     sure_ref = Measurement.of_variants(0.30, 0.391, ci=(0.367, 0.415), diff_ci=(0.08, 0.1), n=48,
                                        reference_ci=(0.28, 0.32))
     assert ds.check(sure_ref).status == "inconclusive"          # the reference meets the bar: absolute only
+    # straddling the bar beside a reference that does too, but surely worse than it beyond the tolerance
+    worse = Measurement.of_variants(0.389, 0.421, ci=(0.394, 0.449), diff_ci=(0.022, 0.043), n=48,
+                                    reference_ci=(0.366, 0.413))
+    assert ds.check(worse).status == "fail" and ds.check(worse).basis == "reference"
+    undecided = Measurement.of_variants(0.389, 0.405, ci=(0.38, 0.43), diff_ci=(0.005, 0.03), n=48,
+                                        reference_ci=(0.366, 0.413))
+    assert ds.check(undecided).status == "inconclusive"
 
 
 def test_a_gate_that_cannot_fail_is_uninformative_not_pass():

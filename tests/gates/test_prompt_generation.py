@@ -5,7 +5,7 @@ import tiny_models
 from awqguard.backends.base import Decoding
 from awqguard.backends.decode import generate, next_tokens
 from awqguard.gates.chunker import Chunk
-from awqguard.gates.prompt import build_messages, context_block
+from awqguard.gates.prompt import build_messages, context_block, render_prompts
 
 CHUNKS = [Chunk("auth", i * 10, i * 10 + 10, 0, 0, f"auth#s{i}", f"Auth > S{i}", f"text {i}") for i in range(5)]
 
@@ -24,6 +24,15 @@ def test_json_items_ask_for_json():
     msgs = build_messages("Give the plan.", CHUNKS[:1], kind="json")
     assert msgs[0]["role"] == "system" and "one JSON object" in msgs[1]["content"]
     assert "Question: Give the plan." in msgs[1]["content"]
+
+
+def test_a_tokenizer_without_chat_template_gets_a_plain_prompt_after_its_bos():
+    tokenizer = tiny_models.char_tokenizer()
+    tokenizer.chat_template = None
+    msgs = build_messages("Give the plan.", CHUNKS[:1], kind="qa")
+    (prompt,) = render_prompts(tokenizer, [msgs])
+    assert prompt.startswith(tokenizer.bos_token + msgs[0]["content"]) and prompt.endswith("Answer:")
+    assert msgs[1]["content"] in prompt
 
 
 @pytest.fixture(scope="module")
