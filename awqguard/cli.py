@@ -57,7 +57,13 @@ def _add_quantize(sub) -> None:
                         "protects more channels from flips, negative fewer (default %(default)s)")
     p.add_argument("--not-convert", action="append", default=[], metavar="NAME",
                    help="module name (or part of one) to keep in full precision; repeatable")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device (default auto)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="compute device; cuda uses every visible GPU (default auto)")
+    p.add_argument("--devices", default=None, metavar="0,1",
+                   help="the GPUs to use, by index (each block goes to the one with the most free memory)")
+    p.add_argument("--compute-dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
+                   help="precision blocks are quantized in: auto is float32 on CPU, float16 on CUDA "
+                        "(recorded in awqguard.json; a dtype other than float32 is part of the identity)")
     p.add_argument("--seed", type=int, default=d["seed"], help="calibration sampling seed (default %(default)s)")
     p.add_argument("--max-shard-size", default="5GB", metavar="SIZE",
                    help="largest weights file; more weights go to model-0000K-of-0000N.safetensors with "
@@ -92,7 +98,9 @@ def cmd_quantize(args) -> int:
                       n_samples=args.n_samples, seqlen=args.seqlen, duo_scaling=not args.no_duo_scaling,
                       apply_clip=not args.no_clip, seed=args.seed, rounding=args.rounding,
                       max_flip_percent=args.max_flip_percent, knee_tolerance=args.knee_tolerance)
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
     result = quantize(args.model, out=args.out, config=cfg, calib=args.calib, device=args.device,
+                      devices=devices, compute_dtype=args.compute_dtype,
                       force=args.force, max_shard_size=args.max_shard_size,
                       stream=False if args.in_memory else None, activation_budget=args.activation_budget)
     rec = result.record

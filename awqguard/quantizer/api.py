@@ -19,7 +19,7 @@ from awqguard.errors import ConfigError
 from awqguard.files import check_writable
 from awqguard.models import (ModelSource, fingerprint, float_folder, load_model, load_tokenizer, resolve_device,
                              resolve_model)
-from awqguard.quantizer.awq import QuantReport, quantize_model
+from awqguard.quantizer.awq import Compute, QuantReport, quantize_model
 from awqguard.quantizer.calibration import CalibrationSet, build_samples, gather_texts
 from awqguard.quantizer.blocks import Activations
 from awqguard.quantizer.checkpoint import (RECORD_FILE, check_output_folder, load_quantized, publish_checkpoint,
@@ -58,6 +58,8 @@ def quantize(
     calib: str | Path | Sequence[str | Path] | None = None,
     calib_data: str | Path | Sequence[str | Path] | None = None,   # AutoAWQ's name
     device: str = "auto",
+    devices: Sequence[int | str] | None = None,
+    compute_dtype: str = "auto",
     force: bool = False,
     max_shard_size: str | int = DEFAULT_MAX_SHARD,
     stream: bool | None = None,
@@ -76,11 +78,16 @@ def quantize(
     file) quantizes block by block from the memory-mapped source, so peak memory is one block plus
     the calibration activations; those spill to a memory-mapped file beside `out` past
     `activation_budget` bytes. The checkpoint is the same bit for bit either way.
+
+    Blocks are computed on `device` (auto: CUDA when there is one) in `compute_dtype` (auto: float32
+    on CPU, float16 on CUDA; or float32/float16/bfloat16); with several GPUs (`devices`, default
+    every visible one) each block goes to the one with the most free memory. A dtype other than
+    float32 changes the result, so it is part of the checkpoint's identity.
     """
     start = time.perf_counter()
     cfg = coerce_config(config if config is not None else quant_config)
     cfg = cfg.replace(**{k: v for k, v in options.items() if v is not None}) if options else cfg
-    dev = resolve_device(device)
+    compute = resolve_compute(device, devices, compute_dtype)
     if out is not None:
         check_writable(out, "out")                        # before any work, not after it
         parse_size(max_shard_size), parse_size(activation_budget)
@@ -91,21 +98,46 @@ def quantize(
     calib_set = build_samples(texts, tokenizer, cfg.n_samples, cfg.seqlen, cfg.seed, labels, cfg.n_samples_unit)
     identity = {"model": model_fp, "config": cfg.to_dict(), "calibration": calib_set.fingerprint,
                 "awqguard": __version__}
+    if compute.dtype != torch.float32:
+        identity["compute_dtype"] = str(compute.dtype).removeprefix("torch.")
     if out is not None and check_output_folder(Path(out), identity, force):
         record = files.loads(files.read_text(Path(out) / RECORD_FILE))
         return QuantizeResult(load_quantized(out, device), tokenizer, record, Path(out), reused=True)
 
     folder = _stream_folder(source, out, stream) if float_model is None else None
     if folder is not None:
-        return _quantize_streaming(folder, Path(out), cfg, tokenizer, calib_set, identity, source, dev, start,
+        return _quantize_streaming(folder, Path(out), cfg, tokenizer, calib_set, identity, source, compute, start,
                                    force, max_shard_size, activation_budget, device)
     if float_model is None:
         float_model = load_model(source, torch.float32)
-    report = quantize_model(float_model, calib_set.samples, cfg, dev)
+    report = quantize_model(float_model, calib_set.samples, cfg, compute)
     round_to_checkpoint_precision(float_model)
-    record = _record(identity, source, report, cfg, calib_set, dev, start, streamed=False)
+    record = _record(identity, source, report, cfg, calib_set, compute, start, streamed=False)
     path = save_checkpoint(float_model, tokenizer, Path(out), cfg, record, force, max_shard_size) if out is not None else None
     return QuantizeResult(float_model, tokenizer, record, path)
+
+
+COMPUTE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_compute(device: str, devices: Sequence[int | str] | None, compute_dtype: str) -> Compute:
+    """The devices and dtype blocks are quantized with; `devices` picks GPUs by index."""
+    dev = resolve_device(device)
+    if compute_dtype != "auto" and compute_dtype not in COMPUTE_DTYPES:
+        raise ConfigError(f"compute dtype {compute_dtype!r} is not one of auto, {', '.join(COMPUTE_DTYPES)}")
+    dtype = COMPUTE_DTYPES.get(compute_dtype, torch.float16 if dev.type == "cuda" else torch.float32)
+    if dev.type != "cuda":
+        if devices:
+            raise ConfigError("--devices picks GPUs, but the quantizer runs on the CPU here "
+                              "(torch sees no CUDA device, or --device cpu was given)")
+        return Compute((dev,), dtype)
+    visible = torch.cuda.device_count()
+    picked = [int(str(d).removeprefix("cuda:")) for d in devices] if devices else list(range(visible))
+    bad = [d for d in picked if not 0 <= d < visible]
+    if bad:
+        raise ConfigError(f"--devices {', '.join(map(str, bad))}: torch sees {visible} CUDA device(s), "
+                          f"numbered 0 to {visible - 1}")
+    return Compute(tuple(torch.device("cuda", d) for d in picked), dtype)
 
 
 def _stream_folder(source: ModelSource | None, out, stream: bool | None) -> Path | None:
@@ -123,15 +155,16 @@ def _stream_folder(source: ModelSource | None, out, stream: bool | None) -> Path
 
 
 def _quantize_streaming(folder: Path, out: Path, cfg: QuantConfig, tokenizer, calib_set: CalibrationSet,
-                        identity: dict, source: ModelSource, dev: torch.device, start: float, force: bool,
+                        identity: dict, source: ModelSource, compute: Compute, start: float, force: bool,
                         max_shard_size, activation_budget, device: str) -> QuantizeResult:
     """Stream-quantize into a staging folder beside `out`, then publish it (nothing half-written)."""
     with files.staging_dir(out) as tmp, tempfile.TemporaryDirectory(dir=out.parent, prefix=".awqguard-spill-") as spill:
         writer = ShardWriter(tmp, parse_size(max_shard_size))
         activations = Activations(parse_size(activation_budget), Path(spill))
-        model, report = stream_quantize(folder, calib_set.samples, cfg, dev, writer.add, to_checkpoint, activations)
+        model, report = stream_quantize(folder, calib_set.samples, cfg, compute, writer.add, to_checkpoint,
+                                        activations)
         writer.close()
-        record = _record(identity, source, report, cfg, calib_set, dev, start, streamed=True)
+        record = _record(identity, source, report, cfg, calib_set, compute, start, streamed=True)
         publish_checkpoint(tmp, out, model, tokenizer, cfg, record, force)
     return QuantizeResult(None, tokenizer, record, out, device=device)
 
@@ -149,7 +182,7 @@ def _resolve_model(model: str | Path | nn.Module | None,
 
 
 def _record(identity: dict, source: ModelSource | None, report: QuantReport, cfg: QuantConfig,
-            calib_set: CalibrationSet, dev: torch.device, start: float, streamed: bool) -> dict:
+            calib_set: CalibrationSet, compute: Compute, start: float, streamed: bool) -> dict:
     """awqguard.json: how the checkpoint was made (docs/architecture.md §5)."""
     return {
         "format": RECORD_FORMAT,
@@ -165,7 +198,9 @@ def _record(identity: dict, source: ModelSource | None, report: QuantReport, cfg
         "quantization": report.to_dict(),
         "wall_time_s": round(time.perf_counter() - start, 2),
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                        "device": str(dev), "threads": torch.get_num_threads()},
+                        "device": ", ".join(str(d) for d in compute.devices),
+                        "compute_dtype": str(compute.dtype).removeprefix("torch."),
+                        "threads": torch.get_num_threads()},
     }
 
 

@@ -16,7 +16,7 @@ from awqguard.kernels.wqlinear import AWQLinear
 from awqguard.quantizer import rounding
 from awqguard.quantizer.apply import apply_clip, fold_scale
 from awqguard.quantizer.blocks import (IN_RAM, Activations, CallRecorder, InputGrams, InputStats, TokenSample,
-                                      capture_block_inputs, is_tokenwise, run_block)
+                                      capture_block_inputs, compute_dtype, is_tokenwise, run_block)
 from awqguard.quantizer.config import QuantConfig, group_size_for, workable_group_sizes
 from awqguard.quantizer.kneedle import outlier_channels
 from awqguard.quantizer.mappings import (Architecture, ResolvedMapping, find_blocks, resolve_architecture,
@@ -28,6 +28,12 @@ from awqguard.quantizer.search import (GramCall, InspectCall, sample_rows, searc
 log = logging.getLogger(__name__)
 
 FOLD_CHECK_RTOL = 1e-3   # folding is exact math; anything larger means a mapping is not foldable
+
+
+def fold_tolerance(dtype: torch.dtype) -> float:
+    """The fold check's bound in the block's compute precision: rounding alone moves bf16 outputs by
+    a few 1e-3, while a mapping that is not function-preserving moves them by tens of percent."""
+    return max(FOLD_CHECK_RTOL, 4 * torch.finfo(dtype).eps)
 
 
 @dataclass
@@ -143,10 +149,12 @@ SEQUENCES = "sequences"    # the checked module re-run on a few whole sequences 
 @torch.no_grad()
 def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call, arch: Architecture,
                    cfg: QuantConfig, device: torch.device, chunk: int,
-                   activations: Activations = IN_RAM) -> tuple[torch.Tensor, BlockReport]:
-    """Quantize `block` in place; returns the full-precision block's outputs (the next block's inputs)."""
+                   activations: Activations = IN_RAM,
+                   dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, BlockReport]:
+    """Quantize `block` in place, computing on `device` in `dtype`; returns the full-precision
+    block's outputs (the next block's inputs). The block comes back to the CPU in float32."""
     report = BlockReport(block_name)
-    block.to(device)
+    block.to(device, dtype)
     linears = block_linears(block, block_name, cfg)
     probes = [(rm, _probe_kind(rm, cfg)) for rm in _block_mappings(block, block_name, arch, linears)]
     clipped = {n: m for n, m in linears.items() if _clips(n, cfg, arch)}
@@ -166,7 +174,10 @@ def quantize_block(block: nn.Module, block_name: str, hidden: torch.Tensor, call
             means = means / folded[name].float()
         replace_linear(block, name, lin, cfg, means, report)
         report.quantized.append(name)
-    block.to("cpu")
+    if dtype == torch.float32:
+        block.to("cpu")
+    else:
+        block.to("cpu", torch.float32)
     return evidence.next_hidden, report
 
 
@@ -276,7 +287,7 @@ def _check_fold(block: nn.Module, block_name: str, mappings: list[ResolvedMappin
     finally:
         recorder.remove()
     report.fold_error = _relative_error(folded_out, evidence.sub_out)
-    if not math.isfinite(report.fold_error) or report.fold_error > FOLD_CHECK_RTOL:
+    if not math.isfinite(report.fold_error) or report.fold_error > fold_tolerance(compute_dtype(block)):
         raise ConfigError(
             f"{block_name}: folding AWQ scales changed the block's output by {report.fold_error:.2e} "
             f"(relative): a mapping of this architecture is not function-preserving "
@@ -361,6 +372,20 @@ def replace_linear(block: nn.Module, name: str, lin: nn.Linear, cfg: QuantConfig
 
 # ---- the whole model ----------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Compute:
+    """Where and in what precision blocks are quantized: the devices (each block goes to the one
+    with the most free memory) and the dtype."""
+
+    devices: tuple[torch.device, ...]
+    dtype: torch.dtype = torch.float32
+
+    def pick(self) -> torch.device:
+        if len(self.devices) == 1 or self.devices[0].type != "cuda":
+            return self.devices[0]
+        return max(self.devices, key=lambda d: torch.cuda.mem_get_info(d)[0])
+
+
 def pick_chunk(seqlen: int, hidden: int) -> int:
     """Sequences per block forward: keeps the largest activation near 256 MB."""
     return max(1, min(64, int(256e6 / (4 * seqlen * hidden * 4))))
@@ -383,10 +408,10 @@ def calibration_chunk(model: nn.Module, samples: torch.Tensor) -> int:
 
 @torch.no_grad()
 def quantize_model(model: nn.Module, samples: torch.Tensor, cfg: QuantConfig,
-                   device: torch.device | str = "cpu", activations: Activations = IN_RAM) -> QuantReport:
+                   device: torch.device | str | Compute = "cpu", activations: Activations = IN_RAM) -> QuantReport:
     """Quantize `model` (on CPU) in place with calibration token samples [n, T]."""
     start = time.perf_counter()
-    device = torch.device(device)
+    compute = device if isinstance(device, Compute) else Compute((torch.device(device),))
     model_type, arch, blocks_name, blocks = prepare_model(model)
     check_model(model, blocks_name, blocks, cfg)
     chunk = calibration_chunk(model, samples)
@@ -395,7 +420,8 @@ def quantize_model(model: nn.Module, samples: torch.Tensor, cfg: QuantConfig,
     with progress.task(f"AWQ w{cfg.w_bit} g{cfg.group_size}", total=len(blocks)) as bar:
         for i, block in enumerate(blocks):
             name = f"{blocks_name}.{i}"
-            hidden, rep = quantize_block(block, name, hidden, call, arch, cfg, device, chunk, activations)
+            hidden, rep = quantize_block(block, name, hidden, call, arch, cfg, compute.pick(), chunk, activations,
+                                         compute.dtype)
             reports.append(rep)
             bar.advance(description=f"AWQ w{cfg.w_bit} g{cfg.group_size}: {name}")
     return QuantReport(model_type, reports, time.perf_counter() - start)

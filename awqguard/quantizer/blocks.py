@@ -31,12 +31,15 @@ class BlockCall:
     kwargs: dict[str, Any]
     batch: int      # batch size at capture; tensors with this leading size are sliced per chunk
 
-    def for_chunk(self, b: int, device: torch.device) -> tuple[tuple, dict[str, Any]]:
+    def for_chunk(self, b: int, device: torch.device,
+                  dtype: torch.dtype | None = None) -> tuple[tuple, dict[str, Any]]:
+        """The args for a chunk of `b` sequences on `device`; float tensors (rotary cos/sin, masks)
+        in the block's compute `dtype` when given."""
         def fit(v):
             if isinstance(v, torch.Tensor):
                 if self.batch > 1 and v.dim() > 0 and v.shape[0] == self.batch:
                     v = v[:b]
-                return v.to(device)
+                return v.to(device, dtype) if dtype is not None and v.is_floating_point() else v.to(device)
             if isinstance(v, tuple):
                 return tuple(fit(x) for x in v)
             return v
@@ -99,6 +102,11 @@ def capture_block_inputs(model: nn.Module, first_block: nn.Module, samples: torc
     return out, captured["call"]
 
 
+def compute_dtype(block: nn.Module) -> torch.dtype:
+    """The dtype a block computes in: that of its first float parameter."""
+    return next((p.dtype for p in block.parameters() if p.is_floating_point()), torch.float32)
+
+
 @torch.no_grad()
 def run_block(block: nn.Module, hidden: torch.Tensor, call: BlockCall, chunk: int,
               device: torch.device, keep_output: bool = True,
@@ -106,9 +114,10 @@ def run_block(block: nn.Module, hidden: torch.Tensor, call: BlockCall, chunk: in
     """Block outputs for `hidden` [n, T, H] (CPU), computed `chunk` sequences at a time, written
     into a buffer from `activations`."""
     outs = None
+    dtype = compute_dtype(block)
     for start in range(0, hidden.shape[0], chunk):
-        h = hidden[start:start + chunk].to(device)
-        args, kwargs = call.for_chunk(h.shape[0], device)
+        h = hidden[start:start + chunk].to(device, dtype)
+        args, kwargs = call.for_chunk(h.shape[0], device, dtype)
         out = first_tensor(block(h, *args, **kwargs))
         if keep_output:
             if outs is None:

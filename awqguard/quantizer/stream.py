@@ -19,8 +19,8 @@ from torch import nn
 
 from awqguard import progress
 from awqguard.errors import ModelLoadError
-from awqguard.quantizer.awq import (QuantReport, calibration_chunk, check_finite, check_shapes, prepare_model,
-                                   quantize_block)
+from awqguard.quantizer.awq import (Compute, QuantReport, calibration_chunk, check_finite, check_shapes,
+                                   prepare_model, quantize_block)
 from awqguard.quantizer.blocks import Activations, capture_block_inputs
 from awqguard.quantizer.config import QuantConfig
 from awqguard.quantizer.mappings import resolve_architecture
@@ -58,7 +58,7 @@ def empty_model(folder: Path) -> nn.Module:
 
 
 @torch.no_grad()
-def stream_quantize(folder: Path, samples: torch.Tensor, cfg: QuantConfig, device: torch.device,
+def stream_quantize(folder: Path, samples: torch.Tensor, cfg: QuantConfig, compute: Compute,
                     write: Write, to_checkpoint: Callable[[torch.Tensor], torch.Tensor],
                     activations: Activations) -> tuple[nn.Module, QuantReport]:
     """Quantize the model in `folder` block by block, passing every checkpoint tensor to `write` in
@@ -78,7 +78,8 @@ def stream_quantize(folder: Path, samples: torch.Tensor, cfg: QuantConfig, devic
         for i, block in enumerate(blocks):
             name = f"{blocks_name}.{i}"
             _load(model, [f"{name}.{k}" for k in block.state_dict()], weights)
-            hidden, rep = quantize_block(block, name, hidden, call, arch, cfg, device, chunk, activations)
+            hidden, rep = quantize_block(block, name, hidden, call, arch, cfg, compute.pick(), chunk, activations,
+                                         compute.dtype)
             write({f"{name}.{k}": to_checkpoint(t) for k, t in block.state_dict().items()})
             block.to("meta")                                       # release the block's memory
             reports.append(rep)

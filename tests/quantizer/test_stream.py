@@ -59,3 +59,32 @@ def test_an_interrupted_streaming_run_leaves_nothing_half_written(source, calib,
     assert calls == ["model.layers.0", "model.layers.1"]
     assert not (tmp_path / "q").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.txt", "src"]    # no staging, no spill
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_blocks_quantized_in_half_precision_stay_close_and_are_recorded(source, calib, tmp_path, dtype):
+    """The half-precision compute path CUDA takes by default, run on the CPU: every block computes in
+    `dtype`, the checkpoint records it in its identity, and its logits stay near the float32 one's."""
+    import torch
+
+    from awqguard import load_quantized
+    half = quantize(str(source), out=tmp_path / dtype, config=CFG, calib=[calib], compute_dtype=dtype)
+    full = quantize(str(source), out=tmp_path / "f32", config=CFG, calib=[calib])
+    assert half.record["identity"]["compute_dtype"] == dtype and "compute_dtype" not in full.record["identity"]
+    assert half.record["environment"]["compute_dtype"] == dtype
+    ids = torch.randint(3, 97, (2, 24))
+    with torch.no_grad():
+        a = load_quantized(tmp_path / dtype)(input_ids=ids).logits
+        b = load_quantized(tmp_path / "f32")(input_ids=ids).logits
+    assert torch.isfinite(a).all() and not torch.equal(a, b)
+    assert (a - b).abs().max() < 0.25 * b.abs().max()
+
+
+def test_devices_need_cuda_and_dtypes_are_named(source, calib, tmp_path):
+    from awqguard.errors import ConfigError
+    from awqguard.quantizer.api import resolve_compute
+    with pytest.raises(ConfigError, match="--devices picks GPUs"):
+        resolve_compute("cpu", ["0"], "auto")
+    with pytest.raises(ConfigError, match="not one of auto, float32, float16, bfloat16"):
+        resolve_compute("cpu", None, "int8")
+    assert str(resolve_compute("cpu", None, "auto").dtype) == "torch.float32"
