@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -125,12 +124,12 @@ def has_weights(folder: Path) -> bool:
 
 class LazyTensors:
     """Tensor name -> tensor, read from memory-mapped shards only when asked for, so a model larger
-    than RAM can be walked one block at a time."""
+    than RAM can be walked one block at a time. Each read maps its files and unmaps them when done,
+    so the pages it touched do not stay in the process's resident memory."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self._where: dict[str, Path] = {}
-        self._open: dict[Path, object] = {}
         for f in weight_files(self.folder):
             try:
                 with safe_open(str(f), framework="pt") as handle:
@@ -144,21 +143,26 @@ class LazyTensors:
     def __contains__(self, name: str) -> bool:
         return name in self._where
 
-    def get(self, name: str) -> torch.Tensor:
-        f = self._where[name]
-        if f not in self._open:
-            self._open[f] = safe_open(str(f), framework="pt")
-        try:
-            return self._open[f].get_tensor(name)
-        except (SafetensorError, OSError, RuntimeError) as exc:
-            raise ModelLoadError(f"{f}: tensor {name} is unreadable or truncated: {exc}") from None
+    def read(self, names: list[str]) -> dict[str, torch.Tensor]:
+        """The named tensors (copies, not views of the mapping), grouped by shard."""
+        by_file: dict[Path, list[str]] = {}
+        for name in names:
+            by_file.setdefault(self._where[name], []).append(name)
+        out = {}
+        for f, group in by_file.items():
+            try:
+                with safe_open(str(f), framework="pt") as handle:
+                    out.update({name: handle.get_tensor(name).clone() for name in group})
+            except (SafetensorError, OSError, RuntimeError) as exc:
+                raise ModelLoadError(f"{f}: a tensor of {group[0].rsplit('.', 1)[0]} is unreadable or "
+                                     f"truncated: {exc}") from None
+        return {name: out[name] for name in names}
 
-    def items(self, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
-        for name in self._where:
-            if name.startswith(prefix):
-                yield name, self.get(name)
+    def get(self, name: str) -> torch.Tensor:
+        return self.read([name])[name]
 
 
 def load_all(folder: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a checkpoint, sharded or not, ours or AutoAWQ's."""
-    return dict(LazyTensors(folder).items())
+    tensors = LazyTensors(folder)
+    return tensors.read(tensors.keys())

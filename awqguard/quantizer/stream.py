@@ -117,8 +117,7 @@ def _load(model: nn.Module, names: list[str], weights: LazyTensors) -> None:
     from accelerate.utils import set_module_tensor_to_device
     params = dict(model.named_parameters(remove_duplicate=False))
     loaded = {}
-    for name in names:
-        value = weights.get(name)
+    for name, value in weights.read(names).items():
         if name in params:
             value = value.float()
             loaded[name] = value
