@@ -39,12 +39,13 @@ def llama_server(binary: Path, log: Path, slots: int) -> tuple[subprocess.Popen,
                                 "--alias", "smollm2-135m", "--flash-attn", "off"],
                                stdout=log.open("ab"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
-    for _ in range(600):
+    for _ in range(600):       # about two minutes: it answers 503 while it loads the model
         try:
             if requests.get(url + "/models", timeout=2).status_code == 200:
                 return process, url
         except requests.ConnectionError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"llama-server did not start; see {log}")
 
