@@ -128,10 +128,16 @@ def evidence_lines(gate: dict) -> list[str]:
     if gate["reference"] is not None:
         lines.append(f"reference: {number(gate['reference'])}")
     if gate["worst_items"]:
-        lines.append("worst items: " + ", ".join(f"{w['item']} ({number(w['value'])})" for w in gate["worst_items"]))
+        lines.append("worst items: " + ", ".join(_worst(w) for w in gate["worst_items"]))
     lines += [f"symptom: {s['title']} ({s['id']})" for s in gate["symptoms"]]
     lines += [f"fix: {f}" for f in gate["fixes"]]
     return lines
+
+
+def _worst(w: dict) -> str:
+    """`q001 (0.856)`, or `q001 k=5 (0.856)` for a probe of the item."""
+    probe = f" {w['probe']}" if w.get("probe") else ""
+    return f"{w['item']}{probe} ({number(w['value'])})"
 
 
 def gate_failure_text(gate: dict) -> str:

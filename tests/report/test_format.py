@@ -49,6 +49,8 @@ def test_failure_text_gives_evidence_before_symptoms_and_fixes():
         "perplexity-ratio: perplexity-ratio.mean = 0.5 fails <= 0.1",
         "95% interval over items: [0.410, 0.600]", "reference: 0.200", "worst items: q001 (0.400)",
         "symptom: Perplexity rises and answers drift (ppl-drift)", "fix: decode deterministically: awqguard check --greedy"]
+    probes = {**gate, "worst_items": [{"item": "q001", "value": 0.86, "probe": "k=5"}, {"item": "q002", "value": 0.5}]}
+    assert "worst items: q001 k=5 (0.860), q002 (0.500)" in fmt.gate_failure_text(probes)
 
 
 def test_every_output_uses_the_same_words():
