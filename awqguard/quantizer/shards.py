@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from awqguard import files
 from awqguard.errors import ConfigError, ModelLoadError
@@ -44,47 +43,77 @@ def tensor_bytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
+_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+           torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+           torch.bool: "BOOL"}
+
+
+class _ShardFile:
+    """One safetensors file written tensor by tensor: each tensor's bytes go to a side file at once
+    and only its name, dtype, shape and offsets stay in memory; `finish` writes the header and
+    copies the bytes after it. (safetensors' own writer needs every tensor of a file in memory.)"""
+
+    def __init__(self, path: Path):
+        self.path, self.blob = path, path.with_suffix(".data")
+        self._data = self.blob.open("wb")
+        self.header: dict[str, dict] = {}
+        self.size = 0
+
+    def add(self, name: str, t: torch.Tensor) -> None:
+        t = t.detach().cpu().contiguous()
+        raw = t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b""
+        self._data.write(raw)
+        self.header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape),
+                             "data_offsets": [self.size, self.size + len(raw)]}
+        self.size += len(raw)
+
+    def finish(self) -> None:
+        import json
+        import shutil
+        self._data.close()
+        header = json.dumps({"__metadata__": {"format": "pt"}, **self.header}, separators=(",", ":")).encode()
+        header += b" " * (-len(header) % 8)                  # the data starts 8-byte aligned
+        with self.path.open("wb") as out, self.blob.open("rb") as data:
+            out.write(len(header).to_bytes(8, "little"))
+            out.write(header)
+            shutil.copyfileobj(data, out, 16 * 2**20)
+        self.blob.unlink()
+
+
 class ShardWriter:
-    """Collects tensors in order and writes a shard whenever the next tensor would push the current
-    one past `max_bytes` (a tensor larger than that gets a shard of its own)."""
+    """Writes tensors in order into shards of at most `max_bytes` (a tensor larger than that gets a
+    shard of its own), each tensor to disk as it arrives, so memory holds none of them."""
 
     def __init__(self, folder: Path, max_bytes: int):
         self.folder, self.max_bytes = Path(folder), max_bytes
-        self._pending: dict[str, torch.Tensor] = {}
-        self._pending_bytes = 0
-        self._parts: list[tuple[Path, list[str]]] = []
+        self._parts: list[_ShardFile] = []
         self.total_bytes = 0
 
     def add(self, tensors: dict[str, torch.Tensor]) -> None:
         for name, t in tensors.items():
             size = tensor_bytes(t)
-            if self._pending and self._pending_bytes + size > self.max_bytes:
-                self._flush()
-            self._pending[name] = t.detach().cpu().contiguous()
-            self._pending_bytes += size
+            current = self._parts[-1] if self._parts else None
+            if current is None or (current.header and current.size + size > self.max_bytes):
+                current = _ShardFile(self.folder / f".part-{len(self._parts):05d}.safetensors")
+                self._parts.append(current)
+            current.add(name, t)
             self.total_bytes += size
 
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        part = self.folder / f".part-{len(self._parts):05d}.safetensors"
-        save_file(self._pending, str(part), metadata={"format": "pt"})
-        self._parts.append((part, list(self._pending)))
-        self._pending, self._pending_bytes = {}, 0
-
     def close(self) -> list[str]:
-        """Write what is left, give the parts their final names (and the index when there are
-        several); returns the shard file names."""
-        self._flush()
-        if len(self._parts) == 1:
-            self._parts[0][0].rename(self.folder / WEIGHTS_FILE)
-            return [WEIGHTS_FILE]
+        """Finish every shard, give them their final names (and the index when there are several);
+        returns the shard file names."""
+        for part in self._parts:
+            part.finish()
+        if len(self._parts) <= 1:
+            if self._parts:
+                self._parts[0].path.rename(self.folder / WEIGHTS_FILE)
+            return [WEIGHTS_FILE] if self._parts else []
         n = len(self._parts)
         weight_map, names = {}, []
-        for i, (part, tensor_names) in enumerate(self._parts, start=1):
+        for i, part in enumerate(self._parts, start=1):
             name = f"model-{i:05d}-of-{n:05d}.safetensors"
-            part.rename(self.folder / name)
-            weight_map.update({t: name for t in tensor_names})
+            part.path.rename(self.folder / name)
+            weight_map.update({t: name for t in part.header})
             names.append(name)
         files.write_json(self.folder / INDEX_FILE, {"metadata": {"total_size": self.total_bytes},
                                                     "weight_map": dict(sorted(weight_map.items()))}, indent=2)
