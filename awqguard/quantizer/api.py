@@ -73,16 +73,12 @@ def quantize(
     duo_scaling, apply_clip, n_grid, q_group_size, ...). When `out` already holds the same
     checkpoint (same model, config and calibration), it is loaded instead of recomputed. Weights
     are written in shards of at most `max_shard_size` ("5GB", "500MB", bytes), as transformers does.
-
     `stream` (default: whenever `out` is given and the source is a safetensors folder or a GGUF
-    file) quantizes block by block from the memory-mapped source, so peak memory is one block plus
-    the calibration activations; those spill to a memory-mapped file beside `out` past
-    `activation_budget` bytes. The checkpoint is the same bit for bit either way.
-
-    Blocks are computed on `device` (auto: CUDA when there is one) in `compute_dtype` (auto: float32
-    on CPU, float16 on CUDA; or float32/float16/bfloat16); with several GPUs (`devices`, default
-    every visible one) each block goes to the one with the most free memory. A dtype other than
-    float32 changes the result, so it is part of the checkpoint's identity.
+    file) quantizes block by block from the memory-mapped source: peak memory is one block plus the
+    calibration activations, which spill to a file beside `out` past `activation_budget` bytes; the
+    checkpoint is the same bit for bit. Blocks compute on `device` in `compute_dtype` (auto: float32
+    on CPU, float16 on CUDA); with several GPUs (`devices`, default all) each block goes to the one
+    with the most free memory. A dtype other than float32 joins the checkpoint's identity.
     """
     start = time.perf_counter()
     cfg = coerce_config(config if config is not None else quant_config)
@@ -96,10 +92,7 @@ def quantize(
 
     texts, labels = gather_texts(calib)
     calib_set = build_samples(texts, tokenizer, cfg.n_samples, cfg.seqlen, cfg.seed, labels, cfg.n_samples_unit)
-    identity = {"model": model_fp, "config": cfg.to_dict(), "calibration": calib_set.fingerprint,
-                "awqguard": __version__}
-    if compute.dtype != torch.float32:
-        identity["compute_dtype"] = str(compute.dtype).removeprefix("torch.")
+    identity = _identity(model_fp, cfg, calib_set, compute)
     if out is not None and check_output_folder(Path(out), identity, force):
         record = files.loads(files.read_text(Path(out) / RECORD_FILE))
         return QuantizeResult(load_quantized(out, device), tokenizer, record, Path(out), reused=True)
@@ -115,6 +108,16 @@ def quantize(
     record = _record(identity, source, report, cfg, calib_set, compute, start, streamed=False)
     path = save_checkpoint(float_model, tokenizer, Path(out), cfg, record, force, max_shard_size) if out is not None else None
     return QuantizeResult(float_model, tokenizer, record, path)
+
+
+def _identity(model_fp: str, cfg: QuantConfig, calib_set: CalibrationSet, compute: Compute) -> dict:
+    """What makes two checkpoints the same: model, config, calibration tokens, version, and the
+    compute dtype where it is not float32."""
+    identity = {"model": model_fp, "config": cfg.to_dict(), "calibration": calib_set.fingerprint,
+                "awqguard": __version__}
+    if compute.dtype != torch.float32:
+        identity["compute_dtype"] = str(compute.dtype).removeprefix("torch.")
+    return identity
 
 
 COMPUTE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
