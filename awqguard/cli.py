@@ -88,7 +88,7 @@ def cmd_quantize(args) -> int:
     from awqguard.quantizer.shards import parse_size
 
     check_writable(args.out, "--out")                      # before the model is even loaded
-    parse_size(args.max_shard_size), parse_size(args.activation_budget)
+    parse_size(args.max_shard_size), parse_size(args.activation_budget, "--activation-budget")
     console = Console(stderr=True)
     group_size = args.group_size
     if group_size is None:

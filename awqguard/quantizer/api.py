@@ -86,7 +86,7 @@ def quantize(
     compute = resolve_compute(device, devices, compute_dtype)
     if out is not None:
         check_writable(out, "out")                        # before any work, not after it
-        parse_size(max_shard_size), parse_size(activation_budget)
+        parse_size(max_shard_size), parse_size(activation_budget, "activation budget")
     calib = calib if calib is not None else calib_data
     source, model_fp, float_model, tokenizer = _resolve_model(model, tokenizer)
 
@@ -163,7 +163,7 @@ def _quantize_streaming(folder: Path, out: Path, cfg: QuantConfig, tokenizer, ca
     """Stream-quantize into a staging folder beside `out`, then publish it (nothing half-written)."""
     with files.staging_dir(out) as tmp, tempfile.TemporaryDirectory(dir=out.parent, prefix=".awqguard-spill-") as spill:
         writer = ShardWriter(tmp, parse_size(max_shard_size))
-        activations = Activations(parse_size(activation_budget), Path(spill))
+        activations = Activations(parse_size(activation_budget, "activation budget"), Path(spill))
         model, report = stream_quantize(folder, calib_set.samples, cfg, compute, writer.add, to_checkpoint,
                                         activations)
         writer.close()

@@ -25,17 +25,18 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
-def parse_size(text: str | int) -> int:
-    """Bytes from "5GB", "500MB", "2GiB" or a plain number (decimal units, as transformers reads them)."""
+def parse_size(text: str | int, what: str = "max shard size") -> int:
+    """Bytes from "5GB", "500MB", "2GiB" or a plain number (decimal units, as transformers reads them);
+    `what` names the setting in the error."""
     if isinstance(text, int) and not isinstance(text, bool):
         size = text
     else:
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*", str(text).upper())
         if not match or match.group(2) not in _UNITS:
-            raise ConfigError(f"max shard size {text!r} is not a size; write it like 5GB, 500MB or 2GiB")
+            raise ConfigError(f"{what} {text!r} is not a size; write it like 5GB, 500MB or 2GiB")
         size = int(float(match.group(1)) * _UNITS[match.group(2)])
     if size <= 0:
-        raise ConfigError(f"max shard size {text!r} must be more than 0 bytes")
+        raise ConfigError(f"{what} {text!r} must be more than 0 bytes")
     return size
 
 
