@@ -24,6 +24,7 @@ from awqguard.quantizer.awq import (Compute, QuantReport, calibration_chunk, che
 from awqguard.quantizer.blocks import Activations, capture_block_inputs
 from awqguard.quantizer.config import QuantConfig
 from awqguard.quantizer.mappings import resolve_architecture
+from awqguard.quantizer.memory import release
 from awqguard.quantizer.shards import LazyTensors
 
 Write = Callable[[dict[str, torch.Tensor]], None]
@@ -82,6 +83,7 @@ def stream_quantize(folder: Path, samples: torch.Tensor, cfg: QuantConfig, compu
                                          compute.dtype)
             write({f"{name}.{k}": to_checkpoint(t) for k, t in block.state_dict().items()})
             block.to("meta")                                       # release the block's memory
+            release()
             reports.append(rep)
             bar.advance(description=f"AWQ w{cfg.w_bit} g{cfg.group_size}: {name}")
     write(_tensors(model, tail, to_checkpoint))
