@@ -175,27 +175,24 @@ def _converted_folder(source: ModelSource) -> Path | None:
     return cache.entry("models", cache.cache_key({"gguf": fingerprint(source)}))
 
 
-def _save_converted(model, tokenizer, folder: Path) -> None:
-    """Write the converted model atomically; a failure only costs the next load its speed. A copy
-    another process published first is kept."""
+def ensure_converted(source: ModelSource) -> Path | None:
+    """The float safetensors folder of a GGUF source in the cache, converted tensor by tensor now if
+    missing (see gguf_convert). None when the cache cannot be written: the caller loads the GGUF whole.
+    A copy another process published first is kept."""
     from awqguard import files
+    from awqguard.gguf_convert import convert_gguf
+    folder = _converted_folder(source)
+    if (folder / "config.json").exists():
+        return folder
     try:
         with files.staging_dir(folder) as tmp:
-            quantizer = getattr(model, "hf_quantizer", None)
-            marker = getattr(model.config, "quantization_config", None)
-            model.hf_quantizer = None           # the GGUF markers: the weights are plain floats now
-            if marker is not None:
-                del model.config.quantization_config
-            try:
-                model.save_pretrained(str(tmp))
-            finally:
-                model.hf_quantizer = quantizer
-                if marker is not None:
-                    model.config.quantization_config = marker
-            tokenizer.save_pretrained(str(tmp))
+            convert_gguf(source.path, tmp)
             files.publish_dir(tmp, folder)
-    except (OSError, ValueError, RuntimeError):
-        pass
+    except OSError:
+        return None
+    except Exception as exc:    # noqa: BLE001 - transformers and gguf raise many types for a bad file
+        raise ModelLoadError(f"cannot convert {source.label}: {error_reason(exc)}") from None
+    return folder if (folder / "config.json").exists() else None
 
 
 def load_tokenizer(source: ModelSource):
@@ -212,32 +209,26 @@ def load_tokenizer(source: ModelSource):
 
 def load_model(source: ModelSource, dtype: torch.dtype = torch.float32):
     """A float causal LM from a folder or GGUF file, on CPU, in eval mode. A GGUF model is converted
-    once and cached as a safetensors folder (bit for bit the same float32 weights)."""
+    once, tensor by tensor, and cached as a safetensors folder (bit for bit transformers' float32
+    weights); where the cache cannot be written it is read whole."""
     from transformers import AutoModelForCausalLM
     quiet_transformers()
-    converted = _converted_folder(source)
+    folder = source.folder if source.gguf_file is None else ensure_converted(source)
     try:
-        if converted is not None and (converted / "config.json").exists():
-            return AutoModelForCausalLM.from_pretrained(str(converted), dtype=dtype, low_cpu_mem_usage=True).eval()
+        if folder is not None:
+            return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, low_cpu_mem_usage=True).eval()
         with _quiet_stderr():       # the GGUF converter draws its own tqdm bar, whatever transformers says
             model = AutoModelForCausalLM.from_pretrained(str(source.folder), gguf_file=source.gguf_file,
                                                          dtype=torch.float32, low_cpu_mem_usage=True)
     except Exception as exc:
         raise ModelLoadError(f"cannot load model {source.label}: {error_reason(exc)}") from None
-    if converted is not None:
-        _save_converted(model, load_tokenizer(source), converted)
     return model.to(dtype).eval()
 
 
 def float_folder(source: ModelSource) -> Path | None:
     """A safetensors folder holding the model's float weights: the folder itself, or for a GGUF file
     its converted copy in the cache (made now when missing; None when it could not be written)."""
-    if source.gguf_file is None:
-        return source.folder
-    converted = _converted_folder(source)
-    if not (converted / "config.json").exists():
-        load_model(source)                      # converts and caches the folder
-    return converted if (converted / "config.json").exists() else None
+    return source.folder if source.gguf_file is None else ensure_converted(source)
 
 
 def load_reference(spec: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32):

@@ -51,7 +51,18 @@ def test_real_model_awq_perplexity_stays_near_float(quantized, smollm):
     assert ppl_float < ppl_awq < 1.35 * ppl_float, (ppl_float, ppl_awq)
 
 
-def test_gguf_reference_is_converted_once_and_cached_bit_for_bit(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def gguf_direct():
+    """The default GGUF as transformers' own loader reads it: every tensor dequantized at once."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from awqguard.models import resolve_model
+    source = resolve_model(None)
+    model = AutoModelForCausalLM.from_pretrained(str(source.folder), gguf_file=source.gguf_file, dtype=torch.float32)
+    return model.state_dict(), AutoTokenizer.from_pretrained(str(source.folder), gguf_file=source.gguf_file)
+
+
+def test_gguf_reference_is_converted_once_and_cached_bit_for_bit(tmp_path, monkeypatch, gguf_direct):
     from awqguard.models import load_model, load_tokenizer, resolve_model
     monkeypatch.setenv("AWQGUARD_CACHE", str(tmp_path))
     source = resolve_model(None)
@@ -59,9 +70,27 @@ def test_gguf_reference_is_converted_once_and_cached_bit_for_bit(tmp_path, monke
     folders = list((tmp_path / "models").iterdir())
     assert len(folders) == 1 and (folders[0] / "model.safetensors").exists()
     assert "quantization_config" not in (folders[0] / "config.json").read_text()      # a plain float folder
-    again, tok_again = load_model(source), load_tokenizer(source)
-    a, b = first.state_dict(), again.state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    stamp = (folders[0] / "model.safetensors").stat().st_mtime_ns
+    again = load_model(source)
+    assert (folders[0] / "model.safetensors").stat().st_mtime_ns == stamp            # not converted twice
+    direct, tok_direct = gguf_direct
+    for model in (first, again):
+        state = model.state_dict()
+        assert state.keys() == direct.keys() and all(torch.equal(state[k], direct[k]) for k in state)
     text = "Rotate [auth#rotating-keys] with `tarn keys rotate` — 24 h, ünïcode."
-    assert tok_first(text)["input_ids"] == tok_again(text)["input_ids"]
-    assert tok_first.chat_template == tok_again.chat_template
+    assert tok_first(text)["input_ids"] == tok_direct(text)["input_ids"]
+    assert tok_first.chat_template == tok_direct.chat_template
+
+
+def test_gguf_converts_tensor_by_tensor_into_shards(tmp_path, gguf_direct):
+    """A small shard size splits the conversion; the shards hold exactly transformers' weights
+    (the tied head is not stored)."""
+    from awqguard.gguf_convert import convert_gguf
+    from awqguard.models import resolve_model
+    from awqguard.quantizer.shards import INDEX_FILE, load_all
+    convert_gguf(resolve_model(None).path, tmp_path, max_shard_bytes=100 * 10**6)
+    assert len(list(tmp_path.glob("model-*-of-*.safetensors"))) >= 3 and (tmp_path / INDEX_FILE).exists()
+    assert not list(tmp_path.glob("*.data")) and not list(tmp_path.glob(".part-*"))
+    stored, (direct, _) = load_all(tmp_path), gguf_direct
+    assert set(stored) == set(direct) - {"lm_head.weight"}
+    assert all(torch.equal(stored[k], direct[k]) for k in stored)

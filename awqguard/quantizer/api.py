@@ -145,7 +145,7 @@ def resolve_compute(device: str, devices: Sequence[int | str] | None, compute_dt
 
 def _stream_folder(source: ModelSource | None, out, stream: bool | None) -> Path | None:
     """The safetensors folder to stream from, or None for the in-memory path. A GGUF source streams
-    from its converted float folder (converted whole, once, and cached)."""
+    from its converted float folder (converted tensor by tensor, once, and cached)."""
     if stream is False or out is None or source is None:
         return None
     folder = float_folder(source)
