@@ -86,6 +86,8 @@ def _static_cache(model, like, rows: int, length: int):
         layers = like.layers
         if any(getattr(layer, "is_sliding", False) for layer in layers):
             return None
+        if len({layer.keys.device for layer in layers}) > 1:       # a model spread over GPUs
+            return None
         static = StaticCache(config=model.config, max_cache_len=length)
         k0 = layers[0].keys
         static.early_initialization(rows, k0.shape[1], k0.shape[3], k0.dtype, k0.device)

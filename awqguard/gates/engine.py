@@ -161,11 +161,19 @@ def run_variants(suite_input: SuiteInput, models: Models, retrieval: Retrieval, 
             ("reference", models.reference, retrieval.reference, True),
             ("candidate", models.candidate, retrieval.candidate, False)):
         key = {**pipe_key, "model": contender.fingerprint, "embedder": retriever.fingerprint,
-               **({"continuations": True} if continuation else {})}
+               **({"continuations": True} if continuation else {}), **_placement(contender.backend.info)}
         with stages(f"{name} run"):
             runs[name], hits[name] = _cached_run(key, use_cache, lambda: run_variant(
                 contender.backend, retriever, suite_input.items, settings, name, continuation=continuation))
     return Runs(runs, hits)
+
+
+def _placement(info) -> dict:
+    """An in-process model on a GPU computes in another dtype: its runs are not the CPU's (the CPU's
+    keys stay as they were)."""
+    if info.device in ("cpu", "unknown") or info.device.startswith("served"):
+        return {}
+    return {"placement": [info.device, info.dtype]}
 
 
 def _cached_run(key_parts: dict, use_cache: bool, compute) -> tuple[dict, bool]:

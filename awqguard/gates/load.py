@@ -19,6 +19,7 @@ from awqguard.gates.chunker import Chunk, chunk_corpus
 from awqguard.gates.config import DEFAULTS, CheckConfig, served_spec
 from awqguard.gates.fixtures import Item, Suite, load_suite
 from awqguard.models import ModelSource, fingerprint, load_model, load_tokenizer, resolve_model
+from awqguard.placement import place
 
 TOKENIZER_PROBE = "Rotate key tk_live_42 via `tarn keys rotate` within 24 hours; see [auth#rotating-keys]."
 
@@ -109,7 +110,7 @@ def load_reference(config: dict, batch_size: int, use_cache: bool = True) -> Con
         return served(Endpoint.of(spec), "reference", None, use_cache)
     source = resolve_model(config["reference"])
     fp = fingerprint(source)
-    model = load_model(source)            # first: a GGUF's conversion also saves its tokenizer
+    model = place(load_model(source), config["device"])   # first: a GGUF's conversion also saves its tokenizer
     backend = LocalBackend(model, load_tokenizer(source), source.label, fp, False, batch_size)
     return Contender(backend, source.label, str(source.path), fp, False, model_source=source)
 
@@ -125,7 +126,7 @@ def load_candidate(config: CheckConfig, reference: Contender, batch_size: int, u
     folder = source.folder
     quantized = source.gguf_file is None and (read_quantization_config(folder) is not None
                                                or (folder / RECORD_FILE).exists())
-    model = load_quantized(folder, "cpu") if quantized else load_model(source)
+    model = place(load_quantized(folder, "cpu") if quantized else load_model(source), config.data["device"])
     has_tokenizer = any((folder / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
     tokenizer = load_tokenizer(source) if (has_tokenizer or source.gguf_file) else reference.backend.tokenizer
     fp = fingerprint(source)
@@ -146,7 +147,7 @@ def _quantized_reference(config: CheckConfig, reference: Contender, batch_size: 
     rounding = "" if qcfg.rounding == "nearest" else f", {qcfg.rounding} rounding"
     label = f"{ref_source.label} quantized by awqguard (AWQ w{qcfg.w_bit} g{qcfg.group_size}{rounding})"
     fp = cache.cache_key(result.record["identity"])
-    backend = LocalBackend(result.model, result.tokenizer, label, fp, True, batch_size)
+    backend = LocalBackend(place(result.model, config.data["device"]), result.tokenizer, label, fp, True, batch_size)
     return Contender(backend, label, str(out), fp, True, result.reused)
 
 
