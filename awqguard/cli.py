@@ -259,6 +259,42 @@ def cmd_check(args) -> int:
     return EXIT_OK if results["passed"] or args.warn_only else EXIT_GATE_FAILED
 
 
+def _add_diagnose(sub) -> None:
+    p = sub.add_parser("diagnose", help="rank which blocks and linears of a candidate cause its error, and compute fixes",
+                       description="Swap each block of the candidate, then each linear of its most sensitive blocks, "
+                                   "alone into the float reference and measure the KL it adds on the suite's corpus; "
+                                   "report activation outliers and how far the calibration text is from the corpus; "
+                                   "print fixes computed for this candidate and write diagnosis.json to --out.")
+    p.add_argument("--config", type=Path, default=None, help="awqguard.yaml or pyproject.toml (as for check)")
+    p.add_argument("--reference", default=None, help="reference model folder or .gguf (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--candidate", default=None,
+                   help="the quantized checkpoint folder (default: the reference quantized by awqguard, cached)")
+    p.add_argument("--suite", default=None, help="fixture suite folder whose corpus is measured on (default: fixtures/default)")
+    p.add_argument("--out", default=None, help="folder for diagnosis.json (default: the check's output folder, reports/latest)")
+    p.add_argument("--tokens", type=int, default=256, help="corpus positions the KL is averaged over (default %(default)s)")
+    p.add_argument("--linear-blocks", type=int, default=4, metavar="N",
+                   help="swap the linears of the N most sensitive blocks one by one (default %(default)s)")
+    p.set_defaults(func=cmd_diagnose)
+
+
+def cmd_diagnose(args) -> int:
+    from awqguard.diagnose.entry import run_diagnosis, write_diagnosis
+    from awqguard.errors import ConfigError
+    from awqguard.files import check_writable
+    from awqguard.gates.config import DEFAULTS, build_check_config
+    from awqguard.report.diagnosis import print_diagnosis
+
+    if args.tokens < 16 or args.linear_blocks < 0:
+        raise ConfigError("--tokens must be at least 16 and --linear-blocks at least 0")
+    overrides = {"reference": args.reference, "candidate": args.candidate, "suite": args.suite}
+    config = build_check_config(args.config, overrides, "command line")
+    out = check_writable(Path(args.out or config.data.get("out") or DEFAULTS["out"]), "--out")
+    payload = run_diagnosis(config, args.tokens, args.linear_blocks)
+    path = write_diagnosis(payload, out)
+    print_diagnosis(payload, path)
+    return EXIT_OK
+
+
 def _add_report(sub) -> None:
     p = sub.add_parser("report", help="write the self-contained HTML report of a results.json",
                        description="Render results.json (written by awqguard check) as one HTML file with no "
@@ -334,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_doctor(sub)
     _add_check(sub)
     _add_report(sub)
+    _add_diagnose(sub)
     _add_fixtures(sub)
     _add_verify(sub)
     return parser
