@@ -317,12 +317,12 @@ def _read_results(path: Path) -> dict:
 
 def cmd_report(args) -> int:
     from awqguard.errors import ConfigError
-    from awqguard.report.html import check_out_path, write_report
+    from awqguard.report.html import check_out_path, read_diagnosis, write_report
     results = _read_results(args.results)
     out = args.out or args.results.parent / "report.html"
     check_out_path(out, args.results, "-o" if args.out else "report")     # before rendering
     try:
-        write_report(results, out)
+        write_report(results, out, read_diagnosis(args.results))
     except OSError as exc:
         raise ConfigError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
     from awqguard.report.format import verdict_sentence

@@ -43,7 +43,8 @@ def run_diagnosis(config: CheckConfig, tokens: int, linear_blocks: int, use_cach
     diagnosis = diagnose_models(reference.backend.model, candidate.backend.model, windows, linear_blocks,
                                 (reference.source, candidate.source), calibration_distance(tokenizer, texts, record),
                                 (record or {}).get("config"))
-    payload = diagnosis.to_dict()
+    payload = {**diagnosis.to_dict(), "reference_fingerprint": reference.fingerprint,
+               "candidate_fingerprint": candidate.fingerprint}
     suite = str(resolve_suite(config.data["suite"]))
     payload["fixes"] = [{"id": f.id, "changes": f.changes, "why": f.why, "command": f.command(diagnosis.candidate_config)}
                         for f in computed_fixes(payload, suite)]

@@ -121,8 +121,12 @@ def calibration_distance(tokenizer, corpus_texts: list[str], record: dict | None
         texts, _ = gather_texts(sources if len(sources) > 1 else sources[0])
     except Exception as exc:      # noqa: BLE001 - a moved or deleted calibration file
         return {"measured": False, "reason": f"cannot read the calibration text again: {exc}", "sources": sources}
-    calib = token_stream(tokenizer, texts)[:CALIB_TOKENS]
-    half_a, half_b = token_stream(tokenizer, corpus_texts[0::2]), token_stream(tokenizer, corpus_texts[1::2])
+    special = set(tokenizer.all_special_ids)           # the separators texts are joined with
+
+    def stream(parts: list[str]) -> list[int]:
+        return [t for t in token_stream(tokenizer, parts) if t not in special]
+    calib = stream(texts)[:CALIB_TOKENS]
+    half_a, half_b = stream(corpus_texts[0::2]), stream(corpus_texts[1::2])
     dist = measures.token_distribution
     corpus = dist(half_a + half_b)
     step = max(len(half_a), 1)

@@ -100,7 +100,24 @@ def _fingerprint(env: dict) -> list[tuple[str, str]]:
                     ("seeds", ", ".join(map(str, env["seeds"])))]
 
 
-def report_view(results: dict) -> dict:
+def diagnosis_view(diagnosis: dict | None, results: dict) -> dict | None:
+    """The Diagnosis section, from a diagnosis.json found beside results.json: shown only when it
+    diagnosed the same candidate (by fingerprint), else a note saying why it is left out."""
+    if diagnosis is None:
+        return None
+    candidate = results["environment"]["candidate"]
+    if diagnosis.get("candidate_fingerprint") != candidate["fingerprint"]:
+        return {"shown": False, "note": f"diagnosis.json beside this results.json diagnosed another candidate "
+                                        f"({diagnosis.get('candidate', '?')}); run awqguard diagnose again for "
+                                        f"{candidate['source']}."}
+    from awqguard.report.diagnosis import TOP, calibration_line
+    return {"shown": True, "note": "", "candidate": diagnosis["candidate"], "tokens": diagnosis["tokens"],
+            "kl_total": diagnosis["kl_total"], "seconds": diagnosis["seconds"],
+            "blocks": diagnosis["blocks"][:TOP], "linears": diagnosis["linears"][:TOP],
+            "calibration": calibration_line(diagnosis["calibration"]), "fixes": diagnosis["fixes"]}
+
+
+def report_view(results: dict, diagnosis: dict | None = None) -> dict:
     """Everything the page shows, in display order, from a results.json content the schema accepts
     (one written before inconclusive gates too: `n`, `verdict` and the new counts are read with defaults)."""
     gates = [{**g, "n": g.get("n"), "threshold_text": threshold_text(g, tolerance=True),
@@ -125,6 +142,7 @@ def report_view(results: dict) -> dict:
         "stages": timing["stages"], "wall_s": timing["wall_s"], "created": results["created"],
         "reference": env["reference"]["source"], "candidate": env["candidate"]["source"],
         "schema_version": results["schema_version"], "fmt": number, "interval": interval,
+        "diagnosis": diagnosis_view(diagnosis, results),
     }
 
 
@@ -134,13 +152,14 @@ def _environment() -> jinja2.Environment:
                               trim_blocks=True, lstrip_blocks=True)
 
 
-def render_report(results: dict) -> str:
-    """The report page for one results.json content (or run_gates' results, records and all).
+def render_report(results: dict, diagnosis: dict | None = None) -> str:
+    """The report page for one results.json content (or run_gates' results, records and all), with
+    the Diagnosis section when `diagnosis` (diagnosis.json's content) is given.
 
     Validated first, so the page reads every key it shows directly and a dict that is not what the
     engine writes is a ValueError naming the JSON paths at fault, not a KeyError from the middle."""
     validate_results(results, "results")
-    return _environment().get_template("report.html.j2").render(**report_view(results))
+    return _environment().get_template("report.html.j2").render(**report_view(results, diagnosis))
 
 
 def read_results(path: Path) -> dict:
@@ -180,6 +199,19 @@ def check_out_path(out: Path, results_path: Path, option: str = "-o") -> Path:
     return out
 
 
-def write_report(results: dict, out: Path) -> Path:
+def write_report(results: dict, out: Path, diagnosis: dict | None = None) -> Path:
     """Render and write report.html atomically: a reader never sees half a page."""
-    return files.write_text(out, render_report(results))
+    return files.write_text(out, render_report(results, diagnosis))
+
+
+def read_diagnosis(results_path: Path) -> dict | None:
+    """diagnosis.json beside results.json, or None when there is none or it cannot be read (the
+    report is still written; a damaged diagnosis only loses its section)."""
+    path = Path(results_path).parent / "diagnosis.json"
+    try:
+        value = loads_strict(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    keys = ("candidate", "candidate_fingerprint", "tokens", "kl_total", "seconds", "blocks", "linears",
+            "calibration", "fixes")
+    return value if isinstance(value, dict) and all(k in value for k in keys) else None
