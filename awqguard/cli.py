@@ -295,6 +295,47 @@ def cmd_diagnose(args) -> int:
     return EXIT_OK
 
 
+def _add_tune(sub) -> None:
+    p = sub.add_parser("tune", help="try the fixes a failing candidate's diagnosis computes and keep the first that passes",
+                       description="Check the candidate, diagnose it, then quantize the reference with each computed "
+                                   "fix (alone, then combined, cheapest first) and check each against the cached "
+                                   "reference run; stop at the first that passes every fail-severity gate within the "
+                                   "byte budget, copy it to OUT/best and write OUT/tune.json. Trials are cached: an "
+                                   "interrupted tune resumes. Exit 0 when a trial passes (or the candidate already "
+                                   "does), 1 when none does.")
+    p.add_argument("--config", type=Path, default=None, help="awqguard.yaml or pyproject.toml (as for check)")
+    p.add_argument("--reference", default=None, help="reference model folder or .gguf (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--candidate", default=None, help="the failing checkpoint, made by awqguard quantize")
+    p.add_argument("--suite", default=None, help="fixture suite folder (default: fixtures/default)")
+    p.add_argument("--out", type=Path, default=Path("reports/tune"), help="output folder (default %(default)s)")
+    p.add_argument("--budget", type=int, default=6, metavar="N", help="at most N trials (default %(default)s)")
+    p.add_argument("--max-bytes-ratio", type=float, default=None, metavar="R",
+                   help="only trials storing at most R of the float weights' bytes (as packed)")
+    p.set_defaults(func=cmd_tune)
+
+
+def cmd_tune(args) -> int:
+    from rich.console import Console
+
+    from awqguard.errors import EXIT_GATE_FAILED, ConfigError
+    from awqguard.files import check_writable
+    from awqguard.gates.config import build_check_config
+    from awqguard.report.tune import print_row, print_tune
+    from awqguard.tune_run import run_tune, write_tune
+
+    if args.budget < 1 or (args.max_bytes_ratio is not None and args.max_bytes_ratio <= 0):
+        raise ConfigError("--budget must be at least 1 and --max-bytes-ratio above 0")
+    out = check_writable(args.out, "--out")
+    config = build_check_config(args.config, {"reference": args.reference, "candidate": args.candidate,
+                                              "suite": args.suite}, "command line")
+    console = Console(stderr=True)
+    payload = run_tune(config, out, args.budget, args.max_bytes_ratio, lambda text: console.print(text),
+                       lambda row: print_row(row, console))
+    path = write_tune(out, payload)
+    print_tune(payload, path)
+    return EXIT_OK if payload["already_passes"] or payload["best"] is not None else EXIT_GATE_FAILED
+
+
 def _add_report(sub) -> None:
     p = sub.add_parser("report", help="write the self-contained HTML report of a results.json",
                        description="Render results.json (written by awqguard check) as one HTML file with no "
@@ -371,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(sub)
     _add_report(sub)
     _add_diagnose(sub)
+    _add_tune(sub)
     _add_fixtures(sub)
     _add_verify(sub)
     return parser

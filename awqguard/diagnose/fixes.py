@@ -22,7 +22,7 @@ NOT_CONVERT = 3              # at most this many linears kept in full precision 
 
 @dataclass(frozen=True)
 class Fix:
-    id: str                                  # "group-size", "not-convert", "calib"
+    id: str                                  # "not-convert", "group-size", "calib", "w-bit"
     changes: dict[str, Any]                  # QuantConfig field -> new value
     why: str                                 # the evidence, in one sentence
     flags: tuple[str, ...] = field(default=())   # the command-line options that make the change
@@ -82,4 +82,7 @@ def computed_fixes(diagnosis: dict, suite: str) -> list[Fix]:
                          f"the calibration text is far from the suite's corpus (token JS divergence "
                          f"{calib['matched']:.2f} against {calib['floor']:.2f} between the corpus's own halves; "
                          f"{calib['unseen_share']:.0%} of the corpus's tokens never occur in it)", (f"--calib {suite}",)))
+    if config.get("w_bit", 4) < 4:
+        fixes.append(Fix("w-bit", {"w_bit": 4}, f"the candidate stores {config['w_bit']} bits per weight; 4 is the "
+                         "narrowest packed width and the most common served one", ("--w-bit 4",)))
     return fixes

@@ -36,6 +36,7 @@ class Diagnosis:
     outliers: list[dict]                     # {name, max_over_median, share_over_6x}, largest first
     calibration: dict[str, Any]
     in_features: dict[str, int] = field(default_factory=dict)   # linear -> input width (for group sizes)
+    out_features: dict[str, int] = field(default_factory=dict)  # linear -> output width (for byte counts)
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
 
@@ -73,10 +74,11 @@ def diagnose_models(reference: nn.Module, candidate: nn.Module, windows: torch.T
     stages["linears"] = time.perf_counter() - start - stages["record"] - stages["blocks"]
     outliers = sorted(({"name": n, **measures.outlier_stats(a)} for n, a in tape.absmax.items()),
                       key=lambda o: -o["max_over_median"])
-    widths = {f"{arch.blocks}.{i}.{n}": m.in_features for i, b in enumerate(float_blocks)
+    shapes = {f"{arch.blocks}.{i}.{n}": (m.in_features, m.out_features) for i, b in enumerate(float_blocks)
               for n, m in b.named_modules() if isinstance(m, nn.Linear)}
     return Diagnosis(labels[0], labels[1], candidate_config, int(windows.numel()), total, blocks, linears,
-                     [f"{arch.blocks}.{i}" for i in top], outliers, calibration, widths,
+                     [f"{arch.blocks}.{i}" for i in top], outliers, calibration,
+                     {k: v[0] for k, v in shapes.items()}, {k: v[1] for k, v in shapes.items()},
                      round(time.perf_counter() - start, 1), {k: round(v, 1) for k, v in stages.items()})
 
 
