@@ -85,7 +85,7 @@ def cmd_quantize(args) -> int:
     from awqguard.models import DEFAULT_GROUP_SIZE
     from awqguard.quantizer.api import quantize
     from awqguard.quantizer.config import QuantConfig
-    from awqguard.quantizer.shards import parse_size
+    from awqguard.shards import parse_size
 
     check_writable(args.out, "--out")                      # before the model is even loaded
     parse_size(args.max_shard_size), parse_size(args.activation_budget, "--activation-budget")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from awqguard import progress
-from awqguard.quantizer.shards import ShardWriter
+from awqguard.shards import ShardWriter
 
 CONVERTED_SHARD_BYTES = 5 * 10**9        # the converted folder's shards, as transformers writes them
 

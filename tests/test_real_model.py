@@ -87,7 +87,7 @@ def test_gguf_converts_tensor_by_tensor_into_shards(tmp_path, gguf_direct):
     (the tied head is not stored)."""
     from awqguard.gguf_convert import convert_gguf
     from awqguard.models import resolve_model
-    from awqguard.quantizer.shards import INDEX_FILE, load_all
+    from awqguard.shards import INDEX_FILE, load_all
     convert_gguf(resolve_model(None).path, tmp_path, max_shard_bytes=100 * 10**6)
     assert len(list(tmp_path.glob("model-*-of-*.safetensors"))) >= 3 and (tmp_path / INDEX_FILE).exists()
     assert not list(tmp_path.glob("*.data")) and not list(tmp_path.glob(".part-*"))

@@ -25,7 +25,7 @@ from awqguard.quantizer.blocks import Activations
 from awqguard.quantizer.checkpoint import (RECORD_FILE, check_output_folder, load_quantized, publish_checkpoint,
                                            round_to_checkpoint_precision, save_checkpoint, to_checkpoint)
 from awqguard.quantizer.config import QuantConfig, coerce_config
-from awqguard.quantizer.shards import DEFAULT_MAX_SHARD, ShardWriter, parse_size
+from awqguard.shards import DEFAULT_MAX_SHARD, ShardWriter, parse_size
 from awqguard.quantizer.stream import can_stream, stream_quantize
 
 DEFAULT_ACTIVATION_BUDGET = "4GB"     # per activation buffer; a 70B model's default calibration needs 2 GiB

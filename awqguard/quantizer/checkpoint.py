@@ -21,7 +21,7 @@ from awqguard.errors import AwqguardError, ModelLoadError, OutputExistsError
 from awqguard.kernels.paths import default_path
 from awqguard.kernels.wqlinear import AWQLinear, set_kernel_path
 from awqguard.models import ModelSource, load_model, read_json, reference_dtype, resolve_device
-from awqguard.quantizer.shards import DEFAULT_MAX_SHARD, ShardWriter, has_weights, load_all, parse_size
+from awqguard.shards import DEFAULT_MAX_SHARD, ShardWriter, has_weights, load_all, parse_size
 
 RECORD_FILE = "awqguard.json"
 CHECKPOINT_DTYPE = torch.float16      # AutoAWQ / vLLM expect fp16 for everything not packed

@@ -25,7 +25,7 @@ from awqguard.quantizer.blocks import Activations, capture_block_inputs
 from awqguard.quantizer.config import QuantConfig
 from awqguard.quantizer.mappings import resolve_architecture
 from awqguard.quantizer.memory import release
-from awqguard.quantizer.shards import LazyTensors
+from awqguard.shards import LazyTensors
 
 Write = Callable[[dict[str, torch.Tensor]], None]
 

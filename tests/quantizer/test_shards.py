@@ -8,7 +8,7 @@ import torch
 import tiny_models
 from awqguard import QuantConfig, load_quantized, quantize
 from awqguard.errors import ConfigError, ModelLoadError
-from awqguard.quantizer.shards import INDEX_FILE, LazyTensors, ShardWriter, load_all, parse_size, weight_files
+from awqguard.shards import INDEX_FILE, LazyTensors, ShardWriter, load_all, parse_size, weight_files
 
 CFG = QuantConfig(group_size=32, n_samples=8, seqlen=32, loss_tokens=128, clip_tokens=64)
 

@@ -127,8 +127,11 @@ def weight_files(folder: Path) -> list[Path]:
     folder = Path(folder)
     index = folder / INDEX_FILE
     if index.exists():
-        from awqguard.models import read_json
-        weight_map = read_json(index).get("weight_map")
+        try:
+            value = files.loads(files.read_text(index, ModelLoadError))
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot read {index}: {exc}") from None
+        weight_map = value.get("weight_map") if isinstance(value, dict) else None
         if not isinstance(weight_map, dict) or not weight_map:
             raise ModelLoadError(f"{index} has no weight_map of tensor names to shard files")
         shards = sorted(set(weight_map.values()))
