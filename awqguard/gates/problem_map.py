@@ -1,6 +1,8 @@
 """Problem-Map symptoms (docs/architecture.md §10), declared as data: what a failed gate means and what to do.
 
-Fixes are written in awqguard terms: the command or option a user changes.
+Fixes are written in awqguard terms: the command or option a user changes. Fixes that depend on the
+candidate (its group size, its sensitive linears, its calibration) are not guessed here: they point
+to `awqguard diagnose`, which computes them from the candidate, and `awqguard tune`, which tries them.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ SYMPTOMS: dict[str, Symptom] = {s.id: s for s in (
     Symptom("ppl-drift", "Perplexity rises and answers drift",
             "The candidate's held-out perplexity, KL or answer drift against the reference is too high.",
             ("calibration data does not match production text", "group size too coarse for this model"),
-            ("recalibrate on domain text: awqguard quantize --calib fixtures/<suite> (the suite's corpus)",
-             "use a smaller group: awqguard quantize --group-size 64 (or 32)",
-             "keep sensitive layers in full precision: awqguard quantize --not-convert <name>")),
+            ("find the blocks and linears that cause it, with fixes computed for this candidate (the next smaller "
+             "group size, the linears to keep, --calib only if its calibration text differs): awqguard diagnose",
+             "try those fixes and keep the first that passes: awqguard tune --candidate <checkpoint>",
+             "recalibrate on domain text: awqguard quantize --calib fixtures/<suite> (the suite's corpus)")),
     Symptom("synthesis-drift", "Snippets retrieved right but synthesis drifts",
             "Retrieval matches the reference, yet the candidate's answers move away from the anchor.",
             ("logit jitter from quantization", "unstable order of section headers in the prompt"),
@@ -50,7 +53,8 @@ SYMPTOMS: dict[str, Symptom] = {s.id: s for s in (
             "Answers or retrieved chunks sit as close to the confusable neighbour as to the anchor.",
             ("flattened semantic boundaries after quantization",),
             ("recalibrate: awqguard quantize --calib fixtures/<suite>",
-             "raise precision: awqguard quantize --w-bit 8, or a smaller --group-size")),
+             "find which layers flatten it and the group size or linears to change: awqguard diagnose, then "
+             "awqguard tune --candidate <checkpoint>")),
     Symptom("retrieval-drift", "Retrieval drifts (quantized embedder)",
             "The candidate pipeline retrieves different or farther chunks than the reference.",
             ("embedder quantization too coarse",),

@@ -29,10 +29,11 @@ def _config_key_exists(dotted: str) -> bool:
 
 @pytest.mark.parametrize("symptom,fix", FIXES)
 def test_fix_names_existing_options_and_keys(symptom, fix):
-    for command, rest in re.findall(r"awqguard (quantize|check)((?: --?[\w-]+(?: [^\s,()]+)?)*)", fix):
+    for command, rest in re.findall(r"awqguard (quantize|check|diagnose|tune)((?: --?[\w-]+(?: [^\s,()]+)?)*)", fix):
         for option in re.findall(r"(--[\w-]+)", rest):
             assert option in _options(command), f"{symptom}: `awqguard {command} {option}` does not exist"
     for option in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", fix):           # also those named without a command
-        assert option in _options("quantize") | _options("check"), f"{symptom}: {option} is no awqguard option"
+        known = set().union(*(_options(c) for c in ("quantize", "check", "diagnose", "tune")))
+        assert option in known, f"{symptom}: {option} is no awqguard option"
     for key in re.findall(r"\b((?:pipeline|decoding|decision|quantize)\.[a-z_]+)\b", fix):
         assert _config_key_exists(key), f"{symptom}: config key {key} is not in the schema"
