@@ -35,7 +35,10 @@ def _base(diagnosis: dict) -> tuple[dict, list[str] | None]:
     return config, None if sources == [BUILTIN_DEFAULT] else sources
 
 
-def _evaluator(config: CheckConfig, base: dict, calib, widths, out: Path, say: Callable[[str], None]):
+def _evaluator(config: CheckConfig, reference_fingerprint: str, base: dict, calib, widths, out: Path,
+               say: Callable[[str], None]):
+    """The function that quantizes and checks one trial. A trial on the built-in calibration lands
+    where `check` keeps its default candidate, so a trial that is the check's default is reused."""
     from awqguard.quantizer.api import quantize
     from awqguard.quantizer.config import QuantConfig
     counter = iter(range(1, 10**6))
@@ -45,8 +48,8 @@ def _evaluator(config: CheckConfig, base: dict, calib, widths, out: Path, say: C
         changes = dict(trial.changes)
         trial_calib = changes.pop("calib", None) or calib
         qcfg = QuantConfig(**{**base, **changes})
-        target = cache.entry("candidates", cache.cache_key({"tune": config.data["reference"], "quant": qcfg.to_dict(),
-                                                            "calib": trial_calib}))
+        key = {"model": reference_fingerprint, "quant": qcfg.to_dict()}      # check's own key for its candidate
+        target = cache.entry("candidates", cache.cache_key(key if trial_calib is None else {**key, "calib": trial_calib}))
         say(f"trial {trial.label}: quantizing")
         with cache.lock(target):
             quantize(config.data["reference"], out=target, config=qcfg, calib=trial_calib)
@@ -77,7 +80,8 @@ def run_tune(config: CheckConfig, out: Path, budget: int, max_bytes_ratio: float
     rows, best = run_trials(trials, lambda t: {"check": check, "reference": diagnosis["reference_fingerprint"],
                                                "suite": first["environment"]["suite"]["fingerprint"],
                                                "base": base, "calib": calib, "changes": t.changes},
-                            _evaluator(config, base, calib, widths, out, say), max_bytes_ratio, on_row)
+                            _evaluator(config, diagnosis["reference_fingerprint"], base, calib, widths, out, say),
+                            max_bytes_ratio, on_row)
     winner = rows[best] if best is not None else None
     if winner is not None:
         _publish_best(Path(winner["checkpoint"]), out / "best")
