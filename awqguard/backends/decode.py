@@ -89,6 +89,8 @@ def _static_cache(model, like, rows: int, length: int):
         if len({layer.keys.device for layer in layers}) > 1:       # a model spread over GPUs
             return None
         static = StaticCache(config=model.config, max_cache_len=length)
+        if any(getattr(layer, "is_sliding", False) for layer in static.layers):
+            return None          # Gemma 2/3: the config makes sliding-window layers, shorter than `length`
         k0 = layers[0].keys
         static.early_initialization(rows, k0.shape[1], k0.shape[3], k0.dtype, k0.device)
         if len(static.layers) != len(layers) or not hasattr(static.layers[0], "cumulative_length"):

@@ -155,3 +155,26 @@ def test_top_p_first_takes_the_nucleus_before_temperature():
     assert picked == {0, 1}
     after = Decoding(temperature=3.0, top_p=0.8)            # tempered first: flatter, so token 2 joins the nucleus
     assert {int(next_tokens(logits, after, u.reshape(1))) for u in draws} == {0, 1, 2}
+
+
+def test_sliding_window_layers_decode_past_the_window_as_transformers_does():
+    """Gemma 2/3 build sliding-window cache layers shorter than a long prompt: the decoder must not put
+    such a prompt into a static cache (it raised a shape mismatch on Gemma-3-270M), and its greedy
+    tokens must be transformers' own."""
+    import transformers as tf
+    torch.manual_seed(2)
+    config = tf.Gemma3TextConfig(**tiny_models._common(num_key_value_heads=2, head_dim=16), sliding_window=8,
+                                 layer_types=["sliding_attention", "full_attention"])
+    config._attn_implementation = "eager"
+    model = tf.AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(0.5 * torch.randn_like(p))     # varied next-token choices, not one repeated token
+    tok = tiny_models.char_tokenizer()
+    prompt = "the window is shorter than this prompt"
+    got = generate(model, tok, [prompt], Decoding(greedy=True, max_new_tokens=8), seeds=[0], batch_size=1)[0][0]
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        expected = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0)[0, ids.shape[1]:]
+    assert list(got.token_ids) == expected.tolist() and len(set(expected.tolist())) > 1
