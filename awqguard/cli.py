@@ -259,17 +259,25 @@ def cmd_check(args) -> int:
     return EXIT_OK if results["passed"] or args.warn_only else EXIT_GATE_FAILED
 
 
+def _add_model_options(p, candidate_help: str) -> None:
+    """--config, --reference, --candidate and --suite, as diagnose and tune take them (check's subset)."""
+    p.add_argument("--config", type=Path, default=None, help="awqguard.yaml or pyproject.toml (as for check)")
+    p.add_argument("--reference", default=None, help="reference model folder or .gguf (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--candidate", default=None, help=candidate_help)
+    p.add_argument("--suite", default=None, help="fixture suite folder (default: fixtures/default)")
+
+
+def _model_overrides(args) -> dict:
+    return {"reference": args.reference, "candidate": args.candidate, "suite": args.suite}
+
+
 def _add_diagnose(sub) -> None:
     p = sub.add_parser("diagnose", help="rank which blocks and linears of a candidate cause its error, and compute fixes",
                        description="Swap each block of the candidate, then each linear of its most sensitive blocks, "
                                    "alone into the float reference and measure the KL it adds on the suite's corpus; "
                                    "report activation outliers and how far the calibration text is from the corpus; "
                                    "print fixes computed for this candidate and write diagnosis.json to --out.")
-    p.add_argument("--config", type=Path, default=None, help="awqguard.yaml or pyproject.toml (as for check)")
-    p.add_argument("--reference", default=None, help="reference model folder or .gguf (default: SmolLM2-135M-Instruct)")
-    p.add_argument("--candidate", default=None,
-                   help="the quantized checkpoint folder (default: the reference quantized by awqguard, cached)")
-    p.add_argument("--suite", default=None, help="fixture suite folder whose corpus is measured on (default: fixtures/default)")
+    _add_model_options(p, "the quantized checkpoint folder (default: the reference quantized by awqguard, cached)")
     p.add_argument("--out", default=None, help="folder for diagnosis.json (default: the check's output folder, reports/latest)")
     p.add_argument("--tokens", type=int, default=256, help="corpus positions the KL is averaged over (default %(default)s)")
     p.add_argument("--linear-blocks", type=int, default=4, metavar="N",
@@ -281,14 +289,13 @@ def cmd_diagnose(args) -> int:
     from awqguard.diagnose.entry import run_diagnosis, write_diagnosis
     from awqguard.errors import ConfigError
     from awqguard.files import check_writable
-    from awqguard.gates.config import DEFAULTS, build_check_config
+    from awqguard.gates.config import build_check_config
     from awqguard.report.diagnosis import print_diagnosis
 
     if args.tokens < 16 or args.linear_blocks < 0:
         raise ConfigError("--tokens must be at least 16 and --linear-blocks at least 0")
-    overrides = {"reference": args.reference, "candidate": args.candidate, "suite": args.suite}
-    config = build_check_config(args.config, overrides, "command line")
-    out = check_writable(Path(args.out or config.data.get("out") or DEFAULTS["out"]), "--out")
+    config = build_check_config(args.config, _model_overrides(args), "command line")
+    out = check_writable(Path(args.out) if args.out else config.out, "--out")
     payload = run_diagnosis(config, args.tokens, args.linear_blocks)
     path = write_diagnosis(payload, out)
     print_diagnosis(payload, path)
@@ -303,10 +310,7 @@ def _add_tune(sub) -> None:
                                    "byte budget, copy it to OUT/best and write OUT/tune.json. Trials are cached: an "
                                    "interrupted tune resumes. Exit 0 when a trial passes (or the candidate already "
                                    "does), 1 when none does.")
-    p.add_argument("--config", type=Path, default=None, help="awqguard.yaml or pyproject.toml (as for check)")
-    p.add_argument("--reference", default=None, help="reference model folder or .gguf (default: SmolLM2-135M-Instruct)")
-    p.add_argument("--candidate", default=None, help="the failing checkpoint, made by awqguard quantize")
-    p.add_argument("--suite", default=None, help="fixture suite folder (default: fixtures/default)")
+    _add_model_options(p, "the failing checkpoint, made by awqguard quantize")
     p.add_argument("--out", type=Path, default=Path("reports/tune"), help="output folder (default %(default)s)")
     p.add_argument("--budget", type=int, default=6, metavar="N", help="at most N trials (default %(default)s)")
     p.add_argument("--max-bytes-ratio", type=float, default=None, metavar="R",
@@ -326,8 +330,7 @@ def cmd_tune(args) -> int:
     if args.budget < 1 or (args.max_bytes_ratio is not None and args.max_bytes_ratio <= 0):
         raise ConfigError("--budget must be at least 1 and --max-bytes-ratio above 0")
     out = check_writable(args.out, "--out")
-    config = build_check_config(args.config, {"reference": args.reference, "candidate": args.candidate,
-                                              "suite": args.suite}, "command line")
+    config = build_check_config(args.config, _model_overrides(args), "command line")
     console = Console(stderr=True)
     payload = run_tune(config, out, args.budget, args.max_bytes_ratio, lambda text: console.print(text),
                        lambda row: print_row(row, console))
