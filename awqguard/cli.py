@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from awqguard.version import __version__
+from awqguard.diagnose import LINEAR_BLOCKS, TOKENS
 from awqguard.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, AwqguardError
 
 
@@ -210,6 +211,9 @@ def _add_check(sub) -> None:
     p.add_argument("--warn-only", action="store_true", help="report failures but exit 0")
     p.add_argument("--strict", action="store_true",
                    help="inconclusive gates fail the check (default: they head the verdict but exit 0)")
+    p.add_argument("--no-diagnose", action="store_true",
+                   help="do not diagnose a failing candidate (default: a failing check runs awqguard diagnose "
+                        "and writes diagnosis.json beside results.json; config key diagnose)")
     p.set_defaults(func=cmd_check)
 
 
@@ -232,7 +236,8 @@ def check_overrides(args) -> dict:
     overrides = {key: getattr(args, key) for key in ("reference", "candidate", "suite", "out")}
     overrides.update({"reference.model": args.reference_model, "candidate.model": args.candidate_model})
     overrides.update({"seeds": seeds, "limit": args.limit, "decoding.greedy": True if args.greedy else None,
-                      "decision.strict": True if args.strict else None})
+                      "decision.strict": True if args.strict else None,
+                      "diagnose": "never" if args.no_diagnose else None})
     return overrides
 
 
@@ -255,8 +260,28 @@ def cmd_check(args) -> int:
         write_error(out, str(exc) or type(exc).__name__, type(exc).__name__)
         raise
     paths = write_outputs(results, out)
-    print_results(results, Console(width=None if sys.stdout.isatty() else 120), paths)
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    print_results(results, console, paths)
+    _diagnose_failure(config, results, out, not args.no_cache, console)
     return EXIT_OK if results["passed"] or args.warn_only else EXIT_GATE_FAILED
+
+
+def _diagnose_failure(config, results: dict, out: Path, use_cache: bool, console) -> None:
+    """A failing check's own diagnosis, printed after its verdict and added to its report."""
+    from rich.markup import escape
+
+    from awqguard.diagnose.on_failure import attach, diagnose_failure, wanted
+    from awqguard.report.diagnosis import print_diagnosis
+    from awqguard.report.outputs import results_body
+    if not wanted(config, results):
+        return
+    console.print("\n[bold]diagnosing the failing candidate[/] (about 2 min on the default model; "
+                  "--no-diagnose or diagnose: never skips this)")
+    payload, why_not = diagnose_failure(config, use_cache)
+    if payload is None:
+        console.print(f"[cyan]note[/]: {escape(why_not)}")
+        return
+    print_diagnosis(payload, attach(payload, results_body(results), out), console)
 
 
 def _add_model_options(p, candidate_help: str) -> None:
@@ -279,8 +304,8 @@ def _add_diagnose(sub) -> None:
                                    "print fixes computed for this candidate and write diagnosis.json to --out.")
     _add_model_options(p, "the quantized checkpoint folder (default: the reference quantized by awqguard, cached)")
     p.add_argument("--out", default=None, help="folder for diagnosis.json (default: the check's output folder, reports/latest)")
-    p.add_argument("--tokens", type=int, default=256, help="corpus positions the KL is averaged over (default %(default)s)")
-    p.add_argument("--linear-blocks", type=int, default=4, metavar="N",
+    p.add_argument("--tokens", type=int, default=TOKENS, help="corpus positions the KL is averaged over (default %(default)s)")
+    p.add_argument("--linear-blocks", type=int, default=LINEAR_BLOCKS, metavar="N",
                    help="swap the linears of the N most sensitive blocks one by one (default %(default)s)")
     p.set_defaults(func=cmd_diagnose)
 

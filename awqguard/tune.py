@@ -84,8 +84,9 @@ def blocking_gates(results: dict) -> list[str]:
     return [g["id"] for g in results["gates"] if g["severity"] == "fail" and g["status"] in BLOCKING]
 
 
-def trial_row(trial: Trial, results: dict, bytes_ratio: float, seconds: float, reused: bool) -> dict:
-    """One line of the table: the trial, the bytes it stores (as packed), its blocking gates and key metrics."""
+def trial_row(trial: Trial, results: dict, bytes_ratio: float, seconds: float) -> dict:
+    """One line of the table: the trial, the bytes it stores (as packed), its blocking gates and key
+    metrics; `reused` turns true when run_trials reads the row back from the cache."""
     metrics = results["metrics"]
 
     def value(key):
@@ -94,7 +95,15 @@ def trial_row(trial: Trial, results: dict, bytes_ratio: float, seconds: float, r
             "stored_ratio": value("cost.weight_bytes_ratio"),
             "blocking": blocking_gates(results), "passed": not blocking_gates(results),
             "perplexity_ratio": value("perplexity.ratio"), "kl_mean": value("kl.mean"),
-            "bad_miss_rate": value("lambda.bad_miss_rate"), "seconds": round(seconds, 1), "reused": reused}
+            "bad_miss_rate": value("lambda.bad_miss_rate"), "seconds": round(seconds, 1), "reused": False}
+
+
+def failed_row(trial: Trial, error: str, bytes_ratio: float, seconds: float) -> dict:
+    """The row of a trial the quantizer refused (say, a calibration text too short for it): it
+    cannot pass, and the next trial is tried."""
+    return {"trial": trial.label, "changes": trial.changes, "bytes_ratio": round(bytes_ratio, 4), "stored_ratio": None,
+            "blocking": [], "passed": False, "error": error, "perplexity_ratio": None, "kl_mean": None,
+            "bad_miss_rate": None, "seconds": round(seconds, 1), "reused": False}
 
 
 def run_trials(trials: list[Trial], key_of: Callable[[Trial], dict], evaluate: Callable[[Trial], dict],

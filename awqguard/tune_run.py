@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Callable
 
 from awqguard import cache, files
-from awqguard.errors import ConfigError
+from awqguard.errors import AwqguardError, ConfigError
 from awqguard.gates.config import CheckConfig, check_config_of
-from awqguard.tune import Trial, blocking_gates, plan_trials, predicted_ratio, run_trials, trial_row, write_tune
+from awqguard.tune import (Trial, blocking_gates, failed_row, plan_trials, predicted_ratio, run_trials, trial_row,
+                           write_tune)
 
 
 def _check(config: CheckConfig, candidate: str, out: Path) -> dict:
@@ -50,12 +51,16 @@ def _evaluator(config: CheckConfig, reference_fingerprint: str, base: dict, cali
         qcfg = QuantConfig(**{**base, **changes})
         key = {"model": reference_fingerprint, "quant": qcfg.to_dict()}      # check's own key for its candidate
         target = cache.entry("candidates", cache.cache_key(key if trial_calib is None else {**key, "calib": trial_calib}))
+        ratio = predicted_ratio({**base, **changes}, widths)
         say(f"trial {trial.label}: quantizing")
-        with cache.lock(target):
-            quantize(config.data["reference"], out=target, config=qcfg, calib=trial_calib)
+        try:
+            with cache.lock(target):
+                quantize(config.data["reference"], out=target, config=qcfg, calib=trial_calib)
+        except AwqguardError as exc:
+            return failed_row(trial, str(exc), ratio, time.perf_counter() - start)
         say(f"trial {trial.label}: checking")
         results = _check(config, str(target), out / "trials" / f"{next(counter):02d}")
-        row = trial_row(trial, results, predicted_ratio({**base, **changes}, widths), time.perf_counter() - start, False)
+        row = trial_row(trial, results, ratio, time.perf_counter() - start)
         return {**row, "checkpoint": str(target)}
     return evaluate
 
@@ -63,7 +68,9 @@ def _evaluator(config: CheckConfig, reference_fingerprint: str, base: dict, cali
 def run_tune(config: CheckConfig, out: Path, budget: int, max_bytes_ratio: float | None,
              say: Callable[[str], None], on_row: Callable[[dict], None]) -> dict:
     """tune.json's content; the best passing checkpoint, if any, copied to out/best."""
-    from awqguard.diagnose.entry import run_diagnosis, write_diagnosis
+    from awqguard.diagnose import LINEAR_BLOCKS, TOKENS
+    from awqguard.diagnose.entry import run_diagnosis
+    from awqguard.diagnose.on_failure import attach
     start = time.perf_counter()
     say("checking the candidate as given")
     first = _check(config, config.data["candidate"], out / "candidate")
@@ -71,8 +78,8 @@ def run_tune(config: CheckConfig, out: Path, budget: int, max_bytes_ratio: float
         return {"candidate": config.data["candidate"], "already_passes": True, "trials": [], "best": None,
                 "wall_s": round(time.perf_counter() - start, 1)}
     say("diagnosing it")
-    diagnosis = run_diagnosis(config, 256, 4)
-    write_diagnosis(diagnosis, out / "candidate")
+    diagnosis = run_diagnosis(config, TOKENS, LINEAR_BLOCKS)
+    attach(diagnosis, first, out / "candidate")
     base, calib = _base(diagnosis)
     widths = {k: (diagnosis["in_features"][k], diagnosis["out_features"][k]) for k in diagnosis["in_features"]}
     trials, skipped = plan_trials(diagnosis["fixes"], base, widths, budget, max_bytes_ratio)

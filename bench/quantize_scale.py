@@ -14,6 +14,7 @@ model, so that the bench fits in about half an hour on two cores; memory, not qu
 
     python bench/quantize_scale.py                       # 8, 16, 32 layers, both modes, + default model
     python bench/quantize_scale.py --layers 8,32 --modes streamed --skip-default
+    python bench/quantize_scale.py --layers none         # only the default model's time
 """
 
 from __future__ import annotations
@@ -84,13 +85,13 @@ def run_child(model: str, out: Path, config: dict, stream: bool) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--layers", default="8,16,32")
+    ap.add_argument("--layers", default="8,16,32", help="comma-separated depths, or none")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--n-samples", type=int, default=32)
     ap.add_argument("--seqlen", type=int, default=256)
     ap.add_argument("--skip-default", action="store_true", help="do not time the default model")
     args = ap.parse_args()
-    layers = [int(n) for n in args.layers.split(",")]
+    layers = [] if args.layers == "none" else [int(n) for n in args.layers.split(",")]
     modes = [m for m in args.modes.split(",") if m]
     small = {"group_size": 64, "n_samples": args.n_samples, "seqlen": args.seqlen, "loss_tokens": 1024,
              "clip_tokens": 128}
@@ -114,6 +115,8 @@ def main() -> int:
             print(f"default model: {default}", file=sys.stderr)
 
     def ratio(mode: str):
+        if not layers:
+            return None
         a, b = rows.get(f"{min(layers)} layers, {mode}"), rows.get(f"{max(layers)} layers, {mode}")
         return round(b["peak_rss_gib"] / a["peak_rss_gib"], 3) if a and b and a is not b else None
 

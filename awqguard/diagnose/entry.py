@@ -8,7 +8,7 @@ from pathlib import Path
 from awqguard import files
 from awqguard.diagnose.fixes import computed_fixes
 from awqguard.diagnose.run import calibration_distance, corpus_windows, diagnose_models
-from awqguard.errors import ConfigError
+from awqguard.errors import AwqguardError, ConfigError
 from awqguard.gates.config import CheckConfig
 
 DIAGNOSIS_FILE = "diagnosis.json"
@@ -19,6 +19,17 @@ def _record(path: str) -> dict | None:
     from awqguard.quantizer.checkpoint import RECORD_FILE
     record = Path(path) / RECORD_FILE if path else None
     return read_json(record) if record is not None and record.exists() else None
+
+
+def _suite_tokens(tokenizer, suite: str) -> int | None:
+    """How many calibration tokens `--calib <suite>` gives the quantizer (None when it cannot read
+    them), so a calibration fix asks only for samples the suite can fill."""
+    from awqguard.quantizer.calibration import gather_texts, token_stream
+    try:
+        texts, _ = gather_texts(suite)
+    except AwqguardError:
+        return None
+    return len(token_stream(tokenizer, texts))
 
 
 def run_diagnosis(config: CheckConfig, tokens: int, linear_blocks: int, use_cache: bool = True) -> dict:
@@ -46,6 +57,7 @@ def run_diagnosis(config: CheckConfig, tokens: int, linear_blocks: int, use_cach
     payload = {**diagnosis.to_dict(), "reference_fingerprint": reference.fingerprint,
                "candidate_fingerprint": candidate.fingerprint}
     suite = str(resolve_suite(config.data["suite"]))
+    payload["suite_calibration_tokens"] = _suite_tokens(tokenizer, suite)
     payload["fixes"] = [{"id": f.id, "changes": f.changes, "why": f.why, "command": f.command(diagnosis.candidate_config)}
                         for f in computed_fixes(payload, suite)]
     return payload

@@ -18,6 +18,7 @@ from typing import Any
 CALIB_RATIO = 1.5
 MIN_GROUP = 16               # smaller groups cost more in scales than they return
 NOT_CONVERT = 3              # at most this many linears kept in full precision by one fix
+MIN_CALIB_SAMPLES = 8        # a suite too small for this many samples is no calibration set alone
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,34 @@ def computed_fixes(diagnosis: dict, suite: str) -> list[Fix]:
         fixes.append(Fix("group-size", {"group_size": smaller},
                          f"the candidate uses group size {config.get('group_size')}; {smaller} is the next "
                          "smaller one that divides every layer", (f"--group-size {smaller}",)))
-    calib = diagnosis.get("calibration", {})
-    if calib.get("measured") and calib["matched"] > CALIB_RATIO * calib["floor"]:
-        fixes.append(Fix("calib", {"calib": suite},
-                         f"the calibration text is far from the suite's corpus (token JS divergence "
-                         f"{calib['matched']:.2f} against {calib['floor']:.2f} between the corpus's own halves; "
-                         f"{calib['unseen_share']:.0%} of the corpus's tokens never occur in it)", (f"--calib {suite}",)))
+    calib = _calib_fix(diagnosis, config, suite)
+    if calib is not None:
+        fixes.append(calib)
     if config.get("w_bit", 4) < 4:
         fixes.append(Fix("w-bit", {"w_bit": 4}, f"the candidate stores {config['w_bit']} bits per weight; 4 is the "
                          "narrowest packed width and the most common served one", ("--w-bit 4",)))
     return fixes
+
+
+def _calib_fix(diagnosis: dict, config: dict, suite: str) -> Fix | None:
+    """`--calib <suite>` when the calibration text differs from the suite's corpus, with as many
+    samples as the suite's own tokens fill (a corpus smaller than the candidate's calibration set
+    would make the quantizer refuse the trial); None when no difference was measured or the suite
+    cannot fill MIN_CALIB_SAMPLES samples."""
+    calib = diagnosis.get("calibration", {})
+    if not (calib.get("measured") and calib["matched"] > CALIB_RATIO * calib["floor"]):
+        return None
+    changes, flags = {"calib": suite}, [f"--calib {suite}"]
+    why = (f"the calibration text is far from the suite's corpus (token JS divergence {calib['matched']:.2f} "
+           f"against {calib['floor']:.2f} between the corpus's own halves; {calib['unseen_share']:.0%} of the "
+           "corpus's tokens never occur in it)")
+    tokens = diagnosis.get("suite_calibration_tokens")
+    n_samples, seqlen = config.get("n_samples", 128), config.get("seqlen", 512)
+    if tokens is not None and config.get("n_samples_unit", "blocks") == "blocks" and tokens < n_samples * seqlen:
+        fit = tokens // seqlen
+        if fit < MIN_CALIB_SAMPLES:
+            return None
+        changes["n_samples"] = fit
+        flags.append(f"--n-samples {fit}")
+        why += f"; the suite's {tokens:,} tokens fill {fit} samples of {seqlen}, not {n_samples}"
+    return Fix("calib", changes, why, tuple(flags))

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "seeds": [0, 1],
     "limit": None,
     "device": "auto",                   # in-process models: every visible GPU (device_map auto), else CPU; or "cpu"
+    "diagnose": "on-failure",           # a failing check diagnoses its candidate (diagnosis.json); or "never"
     "quantize": {"w_bit": 4, "group_size": 64},
     "pipeline": {"chunk_tokens": 64, "chunk_overlap": 16, "top_k": 5, "prompt_chunks": 2, "header_order": "fixed",
                  "embedder": None, "quantize_embedder": True, "embedder_w_bit": 4, "embedder_group_size": 128,
@@ -66,6 +67,7 @@ SCHEMA: dict[str, Any] = {
         "seeds": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
         "limit": {"type": ["integer", "null"], "minimum": 1},
         "device": {"enum": ["auto", "cpu"]},
+        "diagnose": {"enum": ["on-failure", "never"]},
         "quantize": {"type": "object"},     # QuantConfig validates its own fields
         "pipeline": {"type": "object", "additionalProperties": False, "properties": {
             "chunk_tokens": {"type": "integer", "minimum": 8},

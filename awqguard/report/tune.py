@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -13,10 +14,16 @@ def _num(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}g}"
 
 
+def _state(row: dict) -> str:
+    if row.get("error"):
+        return f"not made: {row['error']}"
+    return "passes" if row["passed"] else f"blocked by {', '.join(row['blocking'])}"
+
+
 def print_row(row: dict, console: Console) -> None:
-    state = "passes" if row["passed"] else f"blocked by {', '.join(row['blocking'])}"
+    state = _state(row)
     took = "from the cache" if row["reused"] else f"{row['seconds']:.0f} s"
-    console.print(f"trial {row['trial']}: {state} (bytes {_num(row['bytes_ratio'])}, {took})")
+    console.print(escape(f"trial {row['trial']}: {state} (bytes {_num(row['bytes_ratio'])}, {took})"))
 
 
 def print_tune(payload: dict, path: Path, console: Console | None = None) -> None:
@@ -29,7 +36,8 @@ def print_tune(payload: dict, path: Path, console: Console | None = None) -> Non
     for col in ("trial", "bytes ratio", "gates blocking", "ppl ratio", "KL mean", "bad-miss", "time"):
         table.add_column(col, justify="left" if col in ("trial", "gates blocking") else "right")
     for row in payload["trials"]:
-        table.add_row(row["trial"], _num(row["bytes_ratio"]), ", ".join(row["blocking"]) or "none",
+        blocking = "not made (see its line)" if row.get("error") else ", ".join(row["blocking"]) or "none"
+        table.add_row(row["trial"], _num(row["bytes_ratio"]), blocking,
                       _num(row["perplexity_ratio"], 4), _num(row["kl_mean"]), _num(row["bad_miss_rate"]),
                       "cached" if row["reused"] else f"{row['seconds']:.0f} s")
     console.print(table)

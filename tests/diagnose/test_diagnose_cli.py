@@ -68,3 +68,29 @@ def test_a_float_candidate_is_refused_with_a_reason(setup, capsys):
     root, folders = setup
     code = main(["diagnose", "--config", str(root / "awqguard.yaml"), "--candidate", str(folders["far"])])
     assert code == 4 and "not a quantized checkpoint" in capsys.readouterr().err
+
+
+def test_a_failing_check_diagnoses_its_candidate_into_its_report(setup, capsys):
+    root, _ = setup
+    body = yaml.safe_load((root / "awqguard.yaml").read_text())
+    body.update(out=str(root / "out-fail"), gates={"kl-mean": {"threshold": 1e-9, "severity": "fail"}})
+    config = root / "fail.yaml"
+    config.write_text(yaml.safe_dump(body))
+    assert main(["check", "--config", str(config)]) == 1
+    printed = capsys.readouterr().out
+    diagnosis = json.loads((root / "out-fail" / "diagnosis.json").read_text())
+    results = json.loads((root / "out-fail" / "results.json").read_text())
+    assert diagnosis["candidate_fingerprint"] == results["environment"]["candidate"]["fingerprint"]
+    assert 'id="diagnosis"' in (root / "out-fail" / "report.html").read_text()
+    assert "fixes computed for this candidate" in printed and diagnosis["blocks"][0]["name"] in printed
+    assert main(["check", "--config", str(config), "--no-diagnose", "--out", str(root / "out-quiet")]) == 1
+    assert not (root / "out-quiet" / "diagnosis.json").exists()
+    assert "diagnosing" not in capsys.readouterr().out
+
+
+def test_a_served_side_is_not_diagnosed_and_says_why():
+    from awqguard.diagnose.on_failure import diagnose_failure
+    from awqguard.gates.config import DEFAULTS, check_config_of
+    config = check_config_of({**DEFAULTS, "candidate": {"endpoint": "http://127.0.0.1:9/v1"}})
+    payload, why_not = diagnose_failure(config)
+    assert payload is None and "the candidate is served" in why_not

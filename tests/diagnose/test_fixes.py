@@ -41,12 +41,29 @@ def test_fixes_follow_the_candidate_not_a_table():
     assert far["calib"].changes == {"calib": "fixtures/default"} and "--calib fixtures/default" in far["calib"].command({})
 
 
+def test_a_calibration_fix_asks_only_for_samples_the_suite_fills():
+    far = CALIB_RATIO * 0.3 + 0.05
+    config = {"n_samples": 128, "seqlen": 512}
+
+    def calib_fix(tokens):
+        diagnosis = {**_diagnosis(js=far, config_extra=config), "suite_calibration_tokens": tokens}
+        return next((f for f in computed_fixes(diagnosis, "s") if f.id == "calib"), None)
+    assert calib_fix(128 * 512).changes == {"calib": "s"}                    # enough for the candidate's set
+    small = calib_fix(6807)                                                 # the default suite's corpus
+    assert small.changes == {"calib": "s", "n_samples": 13} and "--n-samples 13" in small.command(config)
+    assert "6,807 tokens fill 13 samples" in small.why
+    assert calib_fix(7 * 512) is None                                       # under MIN_CALIB_SAMPLES: none
+
+
 def test_every_fix_change_is_a_quantize_option():
     """Each change names a QuantConfig field (or the calibration), and each flag a quantize option."""
     fields = set(QuantConfig().to_dict()) | {"calib"}
     quantize = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "quantize")[1]
     options = {s for action in quantize._actions for s in action.option_strings}
-    for fix in computed_fixes(_diagnosis(js=1.0), "fixtures/default"):
+    diagnosis = {**_diagnosis(js=1.0, config_extra={"w_bit": 3}), "suite_calibration_tokens": 6807}
+    fixes = computed_fixes(diagnosis, "fixtures/default")
+    assert {f.id for f in fixes} == {"not-convert", "group-size", "calib", "w-bit"}
+    for fix in fixes:
         assert set(fix.changes) <= fields, fix
         for token in fix.command({"w_bit": 4, "group_size": 64, "rounding": "dh"}).split():
             assert not token.startswith("--") or token in options, (fix.id, token)

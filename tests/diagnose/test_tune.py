@@ -44,6 +44,18 @@ def test_trials_go_singles_first_cheapest_first_within_budgets():
     assert len(short) == 2 and sum("--budget" in s["why"] for s in skipped) == 5
 
 
+def test_a_trial_the_quantizer_refuses_is_a_row_and_the_next_is_tried(tmp_path, monkeypatch):
+    from awqguard.tune import failed_row, run_trials
+    monkeypatch.setenv("AWQGUARD_CACHE", str(tmp_path))
+    trials, _ = plan_trials(FIXES, {"w_bit": 3, "group_size": 64}, WIDTHS, budget=2, max_bytes_ratio=None)
+    passing = {"trial": trials[1].label, "passed": True, "bytes_ratio": 0.3}
+
+    def evaluate(trial):
+        return failed_row(trial, "calibration data has 6,807 tokens", 0.2, 1.0) if trial is trials[0] else passing
+    rows, best = run_trials(trials, lambda t: {"trial": t.label}, evaluate, None, lambda row: None)
+    assert best == 1 and not rows[0]["passed"] and "6,807" in rows[0]["error"]
+
+
 @pytest.fixture(scope="module")
 def weak(tmp_path_factory):
     from helpers import FAST, tiny_check
