@@ -90,7 +90,7 @@ def cmd_quantize(args) -> int:
 
     check_writable(args.out, "--out")                      # before the model is even loaded
     parse_size(args.max_shard_size), parse_size(args.activation_budget, "--activation-budget")
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())     # a log keeps one line per message
     group_size = args.group_size
     if group_size is None:
         group_size = DEFAULT_GROUP_SIZE if args.model is None else _quant_defaults()["group_size"]
@@ -356,7 +356,7 @@ def cmd_tune(args) -> int:
         raise ConfigError("--budget must be at least 1 and --max-bytes-ratio above 0")
     out = check_writable(args.out, "--out")
     config = build_check_config(args.config, _model_overrides(args), "command line")
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())     # a log keeps one line per trial
     payload = run_tune(config, out, args.budget, args.max_bytes_ratio, lambda text: console.print(text),
                        lambda row: print_row(row, console))
     path = write_tune(out, payload)

@@ -89,8 +89,9 @@ def trial_row(trial: Trial, results: dict, bytes_ratio: float, seconds: float) -
     metrics; `reused` turns true when run_trials reads the row back from the cache."""
     metrics = results["metrics"]
 
-    def value(key):
-        return (metrics.get(key) or {}).get("value")
+    def value(key):      # a paired metric (reference beside candidate) holds the candidate's as "candidate"
+        metric = metrics.get(key) or {}
+        return metric.get("value", metric.get("candidate"))
     return {"trial": trial.label, "changes": trial.changes, "bytes_ratio": round(bytes_ratio, 4),
             "stored_ratio": value("cost.weight_bytes_ratio"),
             "blocking": blocking_gates(results), "passed": not blocking_gates(results),

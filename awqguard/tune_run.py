@@ -61,7 +61,7 @@ def _evaluator(config: CheckConfig, reference_fingerprint: str, base: dict, cali
         say(f"trial {trial.label}: checking")
         results = _check(config, str(target), out / "trials" / f"{next(counter):02d}")
         row = trial_row(trial, results, ratio, time.perf_counter() - start)
-        return {**row, "checkpoint": str(target)}
+        return {**row, "checkpoint": str(Path(target).resolve())}
     return evaluate
 
 

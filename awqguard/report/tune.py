@@ -20,6 +20,14 @@ def _state(row: dict) -> str:
     return "passes" if row["passed"] else f"blocked by {', '.join(row['blocking'])}"
 
 
+def _grouped(skipped: list[dict]) -> dict[str, list[str]]:
+    """Skipped trials by the reason they were skipped, in plan order."""
+    groups: dict[str, list[str]] = {}
+    for skip in skipped:
+        groups.setdefault(skip["why"], []).append(skip["trial"])
+    return groups
+
+
 def print_row(row: dict, console: Console) -> None:
     state = _state(row)
     took = "from the cache" if row["reused"] else f"{row['seconds']:.0f} s"
@@ -41,8 +49,8 @@ def print_tune(payload: dict, path: Path, console: Console | None = None) -> Non
                       _num(row["perplexity_ratio"], 4), _num(row["kl_mean"]), _num(row["bad_miss_rate"]),
                       "cached" if row["reused"] else f"{row['seconds']:.0f} s")
     console.print(table)
-    for skip in payload["skipped"]:
-        console.print(f"not tried: {skip['trial']} ({skip['why']})")
+    for why, trials in _grouped(payload["skipped"]).items():
+        console.print(escape(f"not tried ({why}): {'; '.join(trials)}"), soft_wrap=True)
     best = payload["best"]
     if best is None:
         console.print(f"[bold red]no trial passed[/] within the budget ({payload['wall_s']:.0f} s). Wrote {path}")

@@ -87,6 +87,8 @@ def test_tune_finds_a_passing_trial_and_resumes_from_its_cache(weak, capsys):
     assert tune["trials"] and all(not r["reused"] for r in tune["trials"])
     assert code == 0 and tune["best"]["passed"] and tune["best"] is not None, captured.err
     assert tune["trials"][-1] == tune["best"] and not any(r["passed"] for r in tune["trials"][:-1])
+    assert tune["best"]["kl_mean"] is not None and tune["best"]["bad_miss_rate"] is not None   # paired metrics too
+    assert Path(tune["best"]["checkpoint"]).is_absolute()
     assert (root / "out" / "best" / "awqguard.json").exists() and "passes" in captured.out
     assert (root / "out" / "trials" / "01" / "results.json").exists()
     assert main(args) == code                                          # again: every trial from the cache
