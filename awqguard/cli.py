@@ -275,7 +275,7 @@ def _diagnose_failure(config, results: dict, out: Path, use_cache: bool, console
     from awqguard.report.outputs import results_body
     if not wanted(config, results):
         return
-    console.print("\n[bold]diagnosing the failing candidate[/] (about 2 min on the default model; "
+    console.print("\n[bold]diagnosing the failing candidate[/] (about 40 s on the default model; "
                   "--no-diagnose or diagnose: never skips this)")
     payload, why_not = diagnose_failure(config, use_cache)
     if payload is None:
