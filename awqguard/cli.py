@@ -282,6 +282,10 @@ def _diagnose_failure(config, results: dict, out: Path, use_cache: bool, console
         console.print(f"[cyan]note[/]: {escape(why_not)}")
         return
     print_diagnosis(payload, attach(payload, results_body(results), out), console)
+    if payload["fixes"]:
+        candidate = config.data["candidate"]
+        console.print(escape("to try them in turn until one passes: awqguard tune"
+                             + (f" --candidate {candidate}" if candidate else "")), soft_wrap=True)
 
 
 def _add_model_options(p, candidate_help: str) -> None:

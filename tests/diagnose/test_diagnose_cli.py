@@ -83,6 +83,7 @@ def test_a_failing_check_diagnoses_its_candidate_into_its_report(setup, capsys):
     assert diagnosis["candidate_fingerprint"] == results["environment"]["candidate"]["fingerprint"]
     assert 'id="diagnosis"' in (root / "out-fail" / "report.html").read_text()
     assert "fixes computed for this candidate" in printed and diagnosis["blocks"][0]["name"] in printed
+    assert f"awqguard tune --candidate {body['candidate']}" in printed
     assert main(["check", "--config", str(config), "--no-diagnose", "--out", str(root / "out-quiet")]) == 1
     assert not (root / "out-quiet" / "diagnosis.json").exists()
     assert "diagnosing" not in capsys.readouterr().out
