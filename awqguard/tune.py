@@ -84,27 +84,31 @@ def blocking_gates(results: dict) -> list[str]:
     return [g["id"] for g in results["gates"] if g["severity"] == "fail" and g["status"] in BLOCKING]
 
 
+def _row(trial: Trial, bytes_ratio: float, seconds: float, **measured) -> dict:
+    """A line of the table; what a trial did not measure stays None. `reused` turns true when
+    run_trials reads the row back from the cache."""
+    return {"trial": trial.label, "changes": trial.changes, "bytes_ratio": round(bytes_ratio, 4), "stored_ratio": None,
+            "blocking": [], "passed": False, "perplexity_ratio": None, "kl_mean": None, "bad_miss_rate": None,
+            **measured, "seconds": round(seconds, 1), "reused": False}
+
+
 def trial_row(trial: Trial, results: dict, bytes_ratio: float, seconds: float) -> dict:
-    """One line of the table: the trial, the bytes it stores (as packed), its blocking gates and key
-    metrics; `reused` turns true when run_trials reads the row back from the cache."""
+    """One line of the table: the trial, the bytes it stores (as packed), its blocking gates and key metrics."""
     metrics = results["metrics"]
 
     def value(key):      # a paired metric (reference beside candidate) holds the candidate's as "candidate"
         metric = metrics.get(key) or {}
         return metric.get("value", metric.get("candidate"))
-    return {"trial": trial.label, "changes": trial.changes, "bytes_ratio": round(bytes_ratio, 4),
-            "stored_ratio": value("cost.weight_bytes_ratio"),
-            "blocking": blocking_gates(results), "passed": not blocking_gates(results),
-            "perplexity_ratio": value("perplexity.ratio"), "kl_mean": value("kl.mean"),
-            "bad_miss_rate": value("lambda.bad_miss_rate"), "seconds": round(seconds, 1), "reused": False}
+    blocking = blocking_gates(results)
+    return _row(trial, bytes_ratio, seconds, stored_ratio=value("cost.weight_bytes_ratio"), blocking=blocking,
+                passed=not blocking, perplexity_ratio=value("perplexity.ratio"), kl_mean=value("kl.mean"),
+                bad_miss_rate=value("lambda.bad_miss_rate"))
 
 
 def failed_row(trial: Trial, error: str, bytes_ratio: float, seconds: float) -> dict:
     """The row of a trial the quantizer refused (say, a calibration text too short for it): it
     cannot pass, and the next trial is tried."""
-    return {"trial": trial.label, "changes": trial.changes, "bytes_ratio": round(bytes_ratio, 4), "stored_ratio": None,
-            "blocking": [], "passed": False, "error": error, "perplexity_ratio": None, "kl_mean": None,
-            "bad_miss_rate": None, "seconds": round(seconds, 1), "reused": False}
+    return _row(trial, bytes_ratio, seconds, error=error)
 
 
 def run_trials(trials: list[Trial], key_of: Callable[[Trial], dict], evaluate: Callable[[Trial], dict],

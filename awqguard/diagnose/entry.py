@@ -9,7 +9,7 @@ from awqguard import files
 from awqguard.diagnose.fixes import computed_fixes
 from awqguard.diagnose.run import calibration_distance, corpus_windows, diagnose_models
 from awqguard.errors import AwqguardError, ConfigError
-from awqguard.gates.config import CheckConfig
+from awqguard.gates.config import CheckConfig, served_spec
 
 DIAGNOSIS_FILE = "diagnosis.json"
 
@@ -35,13 +35,13 @@ def _suite_tokens(tokenizer, suite: str) -> int | None:
 def run_diagnosis(config: CheckConfig, tokens: int, linear_blocks: int, use_cache: bool = True) -> dict:
     """diagnosis.json's content for the check `config` describes."""
     from awqguard.gates.load import load_candidate, load_reference, load_suite_input, resolve_suite
+    for role in ("reference", "candidate"):       # before anything loads: a served side is never probed
+        if (spec := served_spec(config.data[role])) is not None:
+            raise ConfigError(f"diagnose swaps the {role}'s layers, so it needs its weights in this process; the "
+                              f"{role} is served at {spec['endpoint']}: name its checkpoint folder instead")
     suite_input = load_suite_input(config.data)
     reference = load_reference(config.data, 1, use_cache)
     candidate = load_candidate(config, reference, 1, use_cache)
-    for role, side in (("reference", reference), ("candidate", candidate)):
-        if side.endpoint or not hasattr(side.backend, "model"):
-            raise ConfigError(f"diagnose swaps the {role}'s layers, so it needs its weights in this process; the "
-                              f"{role} is served at {side.endpoint or side.source}: name its checkpoint folder instead")
     if not candidate.quantized:
         raise ConfigError(f"{candidate.source} is not a quantized checkpoint: there is nothing to diagnose")
     texts = [d.text for d in sorted(suite_input.suite.documents.values(), key=lambda d: d.stem)]

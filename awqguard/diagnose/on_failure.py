@@ -12,7 +12,7 @@ from pathlib import Path
 from awqguard.diagnose import LINEAR_BLOCKS, TOKENS
 from awqguard.diagnose.entry import run_diagnosis, write_diagnosis
 from awqguard.errors import AwqguardError
-from awqguard.gates.config import CheckConfig, served_spec
+from awqguard.gates.config import CheckConfig
 
 
 def wanted(config: CheckConfig, results: dict) -> bool:
@@ -23,10 +23,6 @@ def wanted(config: CheckConfig, results: dict) -> bool:
 def diagnose_failure(config: CheckConfig, use_cache: bool = True) -> tuple[dict | None, str | None]:
     """(diagnosis.json's content, None), or (None, why there is none): a served side has no weights
     here, a float candidate has nothing to swap, and an internal error is reported, not raised."""
-    for role in ("reference", "candidate"):
-        if served_spec(config.data[role]) is not None:
-            return None, (f"not diagnosed: the {role} is served, and diagnose swaps layers, so it needs both "
-                          "models' weights in this process")
     try:
         return run_diagnosis(config, TOKENS, LINEAR_BLOCKS, use_cache), None
     except AwqguardError as exc:

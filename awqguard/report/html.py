@@ -100,13 +100,18 @@ def _fingerprint(env: dict) -> list[tuple[str, str]]:
                     ("seeds", ", ".join(map(str, env["seeds"])))]
 
 
+def same_candidate(diagnosis: dict, results: dict) -> bool:
+    """Whether diagnosis.json's content diagnosed the candidate results.json checked (by fingerprint)."""
+    return diagnosis.get("candidate_fingerprint") == results["environment"]["candidate"]["fingerprint"]
+
+
 def diagnosis_view(diagnosis: dict | None, results: dict) -> dict | None:
     """The Diagnosis section, from a diagnosis.json found beside results.json: shown only when it
     diagnosed the same candidate (by fingerprint), else a note saying why it is left out."""
     if diagnosis is None:
         return None
     candidate = results["environment"]["candidate"]
-    if diagnosis.get("candidate_fingerprint") != candidate["fingerprint"]:
+    if not same_candidate(diagnosis, results):
         return {"shown": False, "note": f"diagnosis.json beside this results.json diagnosed another candidate "
                                         f"({diagnosis.get('candidate', '?')}); run awqguard diagnose again for "
                                         f"{candidate['source']}."}

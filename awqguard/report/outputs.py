@@ -17,7 +17,7 @@ from rich.table import Table
 from awqguard import files
 from awqguard.report import format as fmt
 from awqguard.report.ci import junit_error_xml, junit_xml, summary_markdown
-from awqguard.report.html import read_diagnosis, write_report
+from awqguard.report.html import read_diagnosis, same_candidate, write_report
 
 OUTPUT_FILES = {"results": "results.json", "items": "items.jsonl", "report": "report.html", "junit": "junit.xml",
                 "summary": "summary.md"}
@@ -41,18 +41,12 @@ def write_outputs(results: dict, out: Path) -> dict[str, Path]:
     paths = {name: out / file for name, file in OUTPUT_FILES.items()}
     records = results.get("records", [])        # absent when `results` is a results.json body read back
     files.write_text(paths["items"], "".join(files.dumps(r) + "\n" for r in records))
-    write_report(body, paths["report"], _same_candidate(read_diagnosis(paths["results"]), body))
+    diagnosis = read_diagnosis(paths["results"])    # an earlier `awqguard diagnose` of this very candidate
+    write_report(body, paths["report"], diagnosis if diagnosis is not None and same_candidate(diagnosis, body) else None)
     files.write_text(paths["junit"], junit_xml(body))
     files.write_text(paths["summary"], summary_markdown(body, OUTPUT_FILES["report"]))
     files.write_json(paths["results"], body, indent=1)
     return paths
-
-
-def _same_candidate(diagnosis: dict | None, body: dict) -> dict | None:
-    """An earlier `awqguard diagnose` of this very candidate belongs in its report; one of another
-    candidate is left for `awqguard report` to explain."""
-    fingerprint = body["environment"]["candidate"]["fingerprint"]
-    return diagnosis if diagnosis is not None and diagnosis.get("candidate_fingerprint") == fingerprint else None
 
 
 def clear_outputs(out: Path) -> None:
