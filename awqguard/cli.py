@@ -23,7 +23,7 @@ def _quant_defaults() -> dict:
 
 
 def _add_quantize(sub) -> None:
-    from awqguard.quantizer.config import ROUNDINGS
+    from awqguard.quantizer.config import MATMUL_DTYPES, ROUNDINGS
     d = _quant_defaults()
     p = sub.add_parser("quantize", help="quantize a model with AWQ into an AutoAWQ GEMM checkpoint",
                        description="Quantize MODEL (a Hugging Face folder or .gguf file; default: the embedded "
@@ -65,6 +65,10 @@ def _add_quantize(sub) -> None:
     p.add_argument("--compute-dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
                    help="precision blocks are quantized in: auto is float32 on CPU, float16 on CUDA "
                         "(recorded in awqguard.json; a dtype other than float32 is part of the identity)")
+    p.add_argument("--matmul-dtype", choices=list(MATMUL_DTYPES), default=d["matmul_dtype"],
+                   help="products of the calibration pass and the scale search when blocks compute in float32: "
+                        "bfloat16 (weights, folding, clipping and rounding stay float32; about 1.4-1.6x faster on "
+                        "the default model) or float32 (exact) (default %(default)s)")
     p.add_argument("--seed", type=int, default=d["seed"], help="calibration sampling seed (default %(default)s)")
     p.add_argument("--max-shard-size", default="5GB", metavar="SIZE",
                    help="largest weights file; more weights go to model-0000K-of-0000N.safetensors with "
@@ -98,7 +102,8 @@ def cmd_quantize(args) -> int:
                       version=args.version, modules_to_not_convert=tuple(args.not_convert),
                       n_samples=args.n_samples, seqlen=args.seqlen, duo_scaling=not args.no_duo_scaling,
                       apply_clip=not args.no_clip, seed=args.seed, rounding=args.rounding,
-                      max_flip_percent=args.max_flip_percent, knee_tolerance=args.knee_tolerance)
+                      max_flip_percent=args.max_flip_percent, knee_tolerance=args.knee_tolerance,
+                      matmul_dtype=args.matmul_dtype)
     devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
     result = quantize(args.model, out=args.out, config=cfg, calib=args.calib, device=args.device,
                       devices=devices, compute_dtype=args.compute_dtype,

@@ -50,6 +50,19 @@ def build(name: str, seed: int = 0) -> torch.nn.Module:
     return model.float().eval()
 
 
+def first_block_inputs(name: str, seed: int, sequences: int = 4, length: int = 32):
+    """(block 0, its architecture, its captured inputs, the call) of tiny model `name`, fed
+    `sequences` x `length` random token ids drawn with `seed`: the start of a one-block search test."""
+    from awqguard.quantizer.blocks import capture_block_inputs
+    from awqguard.quantizer.mappings import find_blocks, resolve_architecture
+    model = build(name)
+    _, arch = resolve_architecture(model)
+    _, blocks = find_blocks(model, arch)
+    samples = torch.randint(3, VOCAB, (sequences, length), generator=torch.Generator().manual_seed(seed))
+    hidden, call = capture_block_inputs(model, blocks[0], samples, chunk=sequences)
+    return blocks[0], arch, hidden, call
+
+
 def outputs(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         out = model(input_ids=ids)

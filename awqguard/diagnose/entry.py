@@ -10,6 +10,7 @@ from awqguard.diagnose.fixes import computed_fixes
 from awqguard.diagnose.run import calibration_distance, corpus_windows, diagnose_models
 from awqguard.errors import AwqguardError, ConfigError
 from awqguard.gates.config import CheckConfig, served_spec
+from awqguard.quantizer.config import recorded_config
 
 DIAGNOSIS_FILE = "diagnosis.json"
 
@@ -53,7 +54,7 @@ def run_diagnosis(config: CheckConfig, tokens: int, linear_blocks: int, use_cach
     record = _record(candidate.path)
     diagnosis = diagnose_models(reference.backend.model, candidate.backend.model, windows, linear_blocks,
                                 (reference.source, candidate.source), calibration_distance(tokenizer, texts, record),
-                                (record or {}).get("config"))
+                                recorded_config(record["config"]) if record and record.get("config") else None)
     payload = {**diagnosis.to_dict(), "reference_fingerprint": reference.fingerprint,
                "candidate_fingerprint": candidate.fingerprint}
     suite = str(resolve_suite(config.data["suite"]))

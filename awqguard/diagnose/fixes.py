@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from awqguard.quantizer.config import QuantConfig
+
 # The calibration text "differs" from the corpus when slices of it sit this many times farther from
 # half the corpus than the corpus's other half does (run.calibration_distance). Measured with the
 # default model's tokenizer on the default suite: halves 0.29; the built-in Python documentation
@@ -34,7 +36,8 @@ class Fix:
 
 
 def base_flags(config: dict | None, changes: dict[str, Any]) -> list[str]:
-    """The candidate's bit width and group size (unless changed), so the command rebuilds it."""
+    """The candidate's bit width, group size (unless changed) and other non-default settings, so
+    the command rebuilds it."""
     config = config or {}
     flags = []
     if "w_bit" in config and "w_bit" not in changes:
@@ -43,6 +46,8 @@ def base_flags(config: dict | None, changes: dict[str, Any]) -> list[str]:
         flags.append(f"--group-size {config['group_size']}")
     if config.get("rounding", "nearest") != "nearest":
         flags.append(f"--rounding {config['rounding']}")
+    if config.get("matmul_dtype", QuantConfig.matmul_dtype) != QuantConfig.matmul_dtype:
+        flags.append(f"--matmul-dtype {config['matmul_dtype']}")
     return flags
 
 

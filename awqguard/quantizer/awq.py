@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable, ContextManager
 
 import torch
 from torch import nn
@@ -214,13 +217,15 @@ class _Evidence:
     recorder: CallRecorder             # SEQUENCES: calls of checked modules on `sub`
     sub: torch.Tensor                  # the whole sequences those calls (and the fold check) ran on
     sub_out: torch.Tensor              # the block's outputs for `sub`
+    precision: Callable[[], ContextManager] | None    # bfloat16 products for the losses, or None
 
     def probe(self, rm: ResolvedMapping, kind: str, linears: dict[str, nn.Linear],
               device: torch.device) -> InspectCall | GramCall:
         if kind == GRAM:
             return GramCall(*self.grams.full(_name_of(linears, rm.linears[0])))
         key = id(rm.inspect)
-        return InspectCall(*(self.sampler.call(key, device) if kind == TOKENS else self.recorder.calls[key]))
+        call = InspectCall(*(self.sampler.call(key, device) if kind == TOKENS else self.recorder.calls[key]))
+        return call if self.precision is None else call.in_precision(rm, self.precision)
 
 
 def _gather_evidence(block: nn.Module, hidden: torch.Tensor, call, probes: list[tuple[ResolvedMapping, str]],
@@ -235,8 +240,10 @@ def _gather_evidence(block: nn.Module, hidden: torch.Tensor, call, probes: list[
                        _positions(total, cfg.gram_tokens, cfg.seed)) if cfg.loss_sample == "spread" else None
     sampler = TokenSample({id(rm.inspect): rm.inspect for rm, kind in probes if kind == TOKENS},
                           _positions(total, cfg.loss_tokens, cfg.seed))
+    precision = _precision(block, device, cfg)
     try:
-        next_hidden = run_block(block, hidden, call, chunk, device, activations=activations)
+        with (precision or contextlib.nullcontext)():
+            next_hidden = run_block(block, hidden, call, chunk, device, activations=activations)
     finally:
         stats.remove()
         sampler.remove()
@@ -249,7 +256,16 @@ def _gather_evidence(block: nn.Module, hidden: torch.Tensor, call, probes: list[
         sub_out = run_block(block, sub, call, sub.shape[0], device)
     finally:
         recorder.remove()
-    return _Evidence(next_hidden, stats, grams, sampler, recorder, sub, sub_out)
+    return _Evidence(next_hidden, stats, grams, sampler, recorder, sub, sub_out, precision)
+
+
+def _precision(block: nn.Module, device: torch.device, cfg: QuantConfig) -> Callable[[], ContextManager] | None:
+    """The context the calibration pass and the scale-search losses multiply in: bfloat16 products
+    when cfg.matmul_dtype asks for them and the block computes in float32, else None (as the block
+    computes). The pass on the loss sequences, the fold check, clipping and rounding stay exact."""
+    if cfg.matmul_dtype == "float32" or compute_dtype(block) != torch.float32:
+        return None
+    return functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
 
 
 def _search_scales(probes: list[tuple[ResolvedMapping, str]], evidence: _Evidence, linears: dict[str, nn.Linear],

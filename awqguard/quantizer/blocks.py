@@ -251,23 +251,27 @@ class InputGrams:
     def _hook(self, key: str, grouped: bool, whole: bool) -> Callable:
         def hook(module, inputs, output):
             x = inputs[0].detach().float()
-            x = x.reshape(-1, x.shape[-1])
-            n, width = x.shape
-            if grouped:
-                g = width if self.group_size == -1 else self.group_size
-                xg = x.reshape(n, width // g, g).transpose(0, 1)               # [ng, n, g]
-                gram = torch.bmm(xg.transpose(1, 2), xg).cpu()
-                self.grouped[key] = self.grouped[key] + gram if key in self.grouped else gram
-                self.count[key] = self.count.get(key, 0) + n
-            if whole:
-                start = self.seen.get(key, 0)
-                lo, hi = torch.searchsorted(self.positions, torch.tensor([start, start + n])).tolist()
-                rows = x[(self.positions[lo:hi] - start).to(x.device)]
-                full = (rows.t() @ rows).cpu()
-                self.whole[key] = self.whole[key] + full if key in self.whole else full
-                self.whole_count[key] = self.whole_count.get(key, 0) + rows.shape[0]
-                self.seen[key] = start + n
+            with torch.autocast(x.device.type, enabled=False):     # moments in float32 under any autocast
+                self._add(key, x.reshape(-1, x.shape[-1]), grouped, whole)
         return hook
+
+    def _add(self, key: str, x: torch.Tensor, grouped: bool, whole: bool) -> None:
+        """Add the input tokens x [n, in] of linear `key` to its per-group and/or whole second moments."""
+        n, width = x.shape
+        if grouped:
+            g = width if self.group_size == -1 else self.group_size
+            xg = x.reshape(n, width // g, g).transpose(0, 1)               # [ng, n, g]
+            gram = torch.bmm(xg.transpose(1, 2), xg).cpu()
+            self.grouped[key] = self.grouped[key] + gram if key in self.grouped else gram
+            self.count[key] = self.count.get(key, 0) + n
+        if whole:
+            start = self.seen.get(key, 0)
+            lo, hi = torch.searchsorted(self.positions, torch.tensor([start, start + n])).tolist()
+            rows = x[(self.positions[lo:hi] - start).to(x.device)]
+            full = (rows.t() @ rows).cpu()
+            self.whole[key] = self.whole[key] + full if key in self.whole else full
+            self.whole_count[key] = self.whole_count.get(key, 0) + rows.shape[0]
+            self.seen[key] = start + n
 
     def per_group(self, name: str) -> tuple[torch.Tensor, int]:
         """(Σ xᵀx per group [ng, g, g], tokens) for `name`'s input."""

@@ -13,6 +13,7 @@ PACKED_BITS = (4,)
 VERSIONS = ("gemm",)            # the layout written: AutoAWQ GEMM, which vLLM, transformers and AutoAWQ load
 ROUNDINGS = ("nearest", "dh")
 LOSS_SAMPLES = ("spread", "sequences")
+MATMUL_DTYPES = ("bfloat16", "float32")   # the calibration pass's and scale-search losses' products (awq.py)
 SCALE_SEARCHES = ("coarse", "full")     # coarse-to-fine (10 of the 20 ratios), or every ratio of the grid
 # What n_samples counts: "blocks" of seqlen tokens (awqguard's meaning), or "texts" taken in order and
 # then cut into as many blocks as they make (AutoAWQ's max_calib_samples).
@@ -43,6 +44,8 @@ class QuantConfig:
     apply_clip: bool = True
     n_grid: int = 20                 # ratios r = i / n_grid
     scale_search: str = "coarse"     # 10 of the 20 ratios, refined around the best; "full": all 20 (search.py)
+    matmul_dtype: str = "bfloat16"   # products of the calibration pass and the scale-search losses, when
+                                     # blocks compute in float32; weights, folding and rounding stay float32
     seed: int = 0                    # which blocks ("blocks" unit only) and the loss-token subsample
     loss_sample: str = "sequences"   # which tokens the losses see: a few seeded whole "sequences", or
                                      # "spread" over the whole set (AutoAWQ's choices, see awq.py)
@@ -60,6 +63,8 @@ class QuantConfig:
             self.version = self.version.lower()
         if isinstance(self.rounding, str):
             self.rounding = self.rounding.lower()
+        if isinstance(self.matmul_dtype, str):
+            self.matmul_dtype = self.matmul_dtype.lower()
         if isinstance(self.n_samples_unit, str):
             self.n_samples_unit = self.n_samples_unit.lower()
         if self.modules_to_not_convert is None:
@@ -78,6 +83,9 @@ class QuantConfig:
             raise ConfigError(f"rounding must be one of {ROUNDINGS}; got {self.rounding!r}")
         if self.scale_search not in SCALE_SEARCHES:
             raise ConfigError(f"scale_search must be one of {SCALE_SEARCHES}; got {self.scale_search!r}")
+        if self.matmul_dtype not in MATMUL_DTYPES:
+            raise ConfigError(f"matmul_dtype must be one of {MATMUL_DTYPES} (float32: exact products, slower); "
+                              f"got {self.matmul_dtype!r}")
         if self.loss_sample not in LOSS_SAMPLES:
             raise ConfigError(f"loss_sample must be one of {LOSS_SAMPLES}; got {self.loss_sample!r}")
         if self.n_samples_unit not in N_SAMPLES_UNITS:
@@ -130,6 +138,16 @@ def _our_names(options: Mapping[str, Any]) -> dict[str, Any]:
     elif "n_samples" in options:
         renamed.setdefault("n_samples_unit", "blocks")
     return renamed
+
+
+# Options added after checkpoints were first recorded, and what a record without them was made with.
+BEFORE_RECORDED = {"matmul_dtype": "float32"}
+
+
+def recorded_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """An awqguard.json's config with every later-added option set to what made that checkpoint, so
+    rebuilding it with one change changes nothing else."""
+    return {**BEFORE_RECORDED, **config}
 
 
 def coerce_config(config: QuantConfig | Mapping[str, Any] | None) -> QuantConfig:

@@ -16,9 +16,10 @@ judge flips by a yardstick they do not aim at; the final rounding after clipping
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 import torch
 from torch.func import functional_call
@@ -34,18 +35,29 @@ _CLIP_CHUNK_ELEMENTS = 32_000_000                          # bounds the [groups,
 
 @dataclass
 class InspectCall:
-    """One captured call of a checked module: its inputs and its unquantized output."""
+    """One captured call of a checked module: its inputs and its unquantized output, and the
+    `precision` context its products run in (None: the module's own dtype)."""
 
     args: tuple
     kwargs: dict[str, Any]
     output: torch.Tensor
+    precision: Callable[[], ContextManager] | None = None
+
+    def in_precision(self, rm: ResolvedMapping, precision: Callable[[], ContextManager]) -> "InspectCall":
+        """This call scored in `precision`, its unquantized output recomputed there too, so both
+        sides of the loss carry the same rounding of the inputs."""
+        call = InspectCall(self.args, self.kwargs, self.output, precision)
+        call.output = call.run(rm, [lin.weight for lin in rm.linears]).float()
+        return call
 
     def loss(self, rm: ResolvedMapping, weights: list[torch.Tensor]) -> float:
         """Mean squared change of the module's output with the mapping's linears set to `weights`."""
+        return float((self.run(rm, weights).float() - self.output.float()).pow(2).mean())
+
+    def run(self, rm: ResolvedMapping, weights: list[torch.Tensor]) -> torch.Tensor:
         params = {f"{name}.weight" if name else "weight": w for name, w in zip(rm.linear_names, weights)}
-        with torch.no_grad():
-            out = first_tensor(functional_call(rm.inspect, params, self.args, self.kwargs))
-        return float((out.float() - self.output.float()).pow(2).mean())
+        with torch.no_grad(), (self.precision or contextlib.nullcontext)():
+            return first_tensor(functional_call(rm.inspect, params, self.args, self.kwargs))
 
 
 @dataclass

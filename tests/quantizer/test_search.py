@@ -83,20 +83,16 @@ def test_clip_never_worse_than_no_clip():
 
 def _down_mapping_inputs():
     """The up -> down mapping of a tiny Llama block, its recorded call, and its input's second moments."""
-    model = tiny_models.build("llama-mha")
-    _, arch = resolve_architecture(model)
-    _, blocks = find_blocks(model, arch)
-    samples = torch.randint(3, tiny_models.VOCAB, (4, 32), generator=torch.Generator().manual_seed(1))
-    hidden, call = capture_block_inputs(model, blocks[0], samples, chunk=4)
-    rm = next(rm for rm in resolve_block(blocks[0], arch, "b") if rm.mapping.prev == "mlp.up_proj")
+    block, arch, hidden, call = tiny_models.first_block_inputs("llama-mha", seed=1)
+    rm = next(rm for rm in resolve_block(block, arch, "b") if rm.mapping.prev == "mlp.up_proj")
     linears = {"down": rm.linears[0]}
     every_token = torch.arange(4 * 32)
     grams = InputGrams(linears, [["down"]], 32, {"down"}, {"down"}, every_token)
     stats = InputStats(linears)
-    run_block(blocks[0], hidden, call, 2, torch.device("cpu"))      # two chunks: sums must span both
+    run_block(block, hidden, call, 2, torch.device("cpu"))      # two chunks: sums must span both
     grams.remove(), stats.remove()
     rec = CallRecorder(linears, {id(rm.inspect): rm.inspect})       # keeps one call: one chunk of all 4
-    run_block(blocks[0], hidden, call, 4, torch.device("cpu"))
+    run_block(block, hidden, call, 4, torch.device("cpu"))
     rec.remove()
     return rm, rec, grams, stats
 
