@@ -38,6 +38,7 @@ from _util import emit_with_targets, measure, versions  # noqa: E402
 from corpora import SOURCES, corpus  # noqa: E402
 
 from awqguard import QuantConfig, quantize  # noqa: E402
+from awqguard.quantizer.config import MATMUL_DTYPES  # noqa: E402
 from awqguard.gates.perplexity import heldout_windows, model_perplexity  # noqa: E402
 from awqguard.models import load_reference  # noqa: E402
 from awqguard.quantizer.rtn import rtn_fake_quantize  # noqa: E402
@@ -77,6 +78,10 @@ def main(argv=None) -> int:
                     help="which calibration tokens the searches' losses see (see docs/architecture.md §4)")
     ap.add_argument("--scale-search", choices=["full", "coarse"], default=QuantConfig.scale_search,
                     help="every ratio of the grid, or coarse-to-fine (10 of 20)")
+    ap.add_argument("--compute-dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+                    help="precision the blocks are quantized in (quantize's --compute-dtype)")
+    ap.add_argument("--matmul-dtype", choices=MATMUL_DTYPES, default=QuantConfig.matmul_dtype,
+                    help="products of the calibration pass and the scale search (quantize's --matmul-dtype)")
     ap.add_argument("--max-windows", type=int, default=64, help="held-out 512-token windows (default 64)")
     ap.add_argument("--heldout", default=",".join(HELDOUT_TEXTS),
                     help=f"comma-separated held-out domains (default: all of {', '.join(HELDOUT_TEXTS)})")
@@ -96,7 +101,7 @@ def main(argv=None) -> int:
     windows = {d: heldout_windows(tokenizer, HELDOUT_TEXTS[d](), 512, args.max_windows) for d in domains}
     cfg = QuantConfig(w_bit=args.w_bit, group_size=args.group_size, n_samples=args.n_samples,
                       seqlen=args.seqlen, loss_tokens=args.loss_tokens, loss_sample=args.loss_sample,
-                      scale_search=args.scale_search)
+                      scale_search=args.scale_search, matmul_dtype=args.matmul_dtype)
 
     ppl = {d: {"float": model_perplexity(reference, w)} for d, w in windows.items()}
     rtn = copy.deepcopy(reference)
@@ -107,7 +112,8 @@ def main(argv=None) -> int:
 
     with measure() as cost:
         result = quantize(copy.deepcopy(reference), tokenizer=tokenizer, config=cfg,
-                          calib=CALIBRATION_TEXTS[args.calib_text](), out=args.save, force=True)
+                          calib=CALIBRATION_TEXTS[args.calib_text](), out=args.save, force=True,
+                          compute_dtype=args.compute_dtype)
     for d, w in windows.items():
         ppl[d]["awq"] = model_perplexity(result.model, w)
     calibration = result.record["calibration"]["fingerprint"]
@@ -120,9 +126,11 @@ def main(argv=None) -> int:
         "benchmark": "quantize_quality",
         "model": source.label,
         "config": {"w_bit": cfg.w_bit, "group_size": cfg.group_size, "n_samples": cfg.n_samples,
-                   "seqlen": cfg.seqlen, "loss_tokens": cfg.loss_tokens, "loss_sample": cfg.loss_sample, "scale_search": cfg.scale_search,
+                   "seqlen": cfg.seqlen, "loss_tokens": cfg.loss_tokens, "loss_sample": cfg.loss_sample,
+                   "scale_search": cfg.scale_search, "matmul_dtype": cfg.matmul_dtype,
                    "loss_sequences": cfg.loss_sequences, "gram_tokens": cfg.gram_tokens,
                    "calibration": args.calib_text,
+                   "compute_dtype": result.record["environment"]["compute_dtype"],
                    "calibration_fingerprint": calibration},
         "heldout": heldout,
         "autoawq": {k: v for k, v in autoawq.items() if k != "perplexity"} if autoawq else

@@ -29,6 +29,8 @@ from pathlib import Path
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from _util import emit_with_targets, versions  # noqa: E402
 
+from awqguard.quantizer.config import MATMUL_DTYPES, QuantConfig  # noqa: E402
+
 WIDTH = {"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16, "num_key_value_heads": 4}
 MODES = ("streamed", "in-memory")
 
@@ -90,11 +92,13 @@ def main() -> int:
     ap.add_argument("--n-samples", type=int, default=32)
     ap.add_argument("--seqlen", type=int, default=256)
     ap.add_argument("--skip-default", action="store_true", help="do not time the default model")
+    ap.add_argument("--matmul-dtype", choices=MATMUL_DTYPES, default=QuantConfig.matmul_dtype,
+                    help="products of the calibration pass and the scale search (quantize's --matmul-dtype)")
     args = ap.parse_args()
     layers = [] if args.layers == "none" else [int(n) for n in args.layers.split(",")]
     modes = [m for m in args.modes.split(",") if m]
     small = {"group_size": 64, "n_samples": args.n_samples, "seqlen": args.seqlen, "loss_tokens": 1024,
-             "clip_tokens": 128}
+             "clip_tokens": 128, "matmul_dtype": args.matmul_dtype}
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="awqguard-scale-") as tmp:
         for n in layers:
@@ -111,7 +115,8 @@ def main() -> int:
         default = None
         if not args.skip_default:
             from awqguard.gates.config import DEFAULTS
-            default = run_child("default", Path(tmp) / "q-default", DEFAULTS["quantize"], stream=True)
+            default = run_child("default", Path(tmp) / "q-default",
+                                {**DEFAULTS["quantize"], "matmul_dtype": args.matmul_dtype}, stream=True)
             print(f"default model: {default}", file=sys.stderr)
 
     def ratio(mode: str):
