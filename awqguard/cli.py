@@ -215,7 +215,7 @@ def _add_check(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="recompute runs, indexes and the quantized embedder")
     p.add_argument("--warn-only", action="store_true", help="report failures but exit 0")
     p.add_argument("--strict", action="store_true",
-                   help="inconclusive gates fail the check (default: they head the verdict but exit 0)")
+                   help="inconclusive gates fail the check, fail-severity ones only (default: they head the verdict but exit 0)")
     p.add_argument("--no-diagnose", action="store_true",
                    help="do not diagnose a failing candidate (default: a failing check runs awqguard diagnose "
                         "and writes diagnosis.json beside results.json; config key diagnose)")

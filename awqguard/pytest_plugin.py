@@ -27,7 +27,7 @@ OPTIONS = {   # option suffix -> help; each is --awq-NAME on the command line an
     "candidate-model": "the served candidate's model name (default: the server's only model)",
     "out": "output folder for results.json, report.html, junit.xml, summary.md (default: reports/latest)",
 }
-STRICT_HELP = "inconclusive gates fail (default: they are skipped with the reason)"
+STRICT_HELP = "inconclusive fail-severity gates fail (default: they are skipped with the reason)"
 
 
 class AwqGateWarning(UserWarning):
@@ -74,10 +74,11 @@ def check_overrides(config) -> dict:
 
 def gate_outcome(gate: dict, strict: bool) -> tuple[str, str]:
     """How pytest reports one gate: ("fail" | "warn" | "skip" | "pass", the text it shows). An
-    inconclusive gate fails only under strict mode; an uninformative one could not fail, so it never
-    passes either: both are skipped with their reason."""
+    inconclusive gate of fail severity fails only under strict mode (a warn-severity one never fails);
+    an uninformative one could not fail, so it never passes either: they are skipped with their reason."""
+    from awqguard.gates.document import undecided_blocks
     status, name = gate["status"], gate["id"]
-    if status == "fail" or (status == "inconclusive" and strict):
+    if status == "fail" or (strict and undecided_blocks(status, gate["severity"])):
         return "fail", ""
     if status in ("inconclusive", "uninformative"):
         return "skip", f"{name}: {status}: {gate['message']}"
@@ -220,7 +221,7 @@ class GateItem(pytest.Item):
         from awqguard.report.format import gate_failure_text
         if isinstance(excinfo.value, GateFailed):
             gate = excinfo.value.gate
-            why = "\nstrict mode fails an inconclusive gate" if gate["status"] == "inconclusive" else ""
+            why = "\nstrict mode fails an undecided fail-severity gate" if gate["status"] == "inconclusive" else ""
             return gate_failure_text(gate) + why + f"\nreport: {self.plugin.out / 'report.html'}"
         if isinstance(excinfo.value, EngineError):
             return f"awqguard could not run the gates: {excinfo.value}"

@@ -174,11 +174,11 @@ class ResultsDocument:
     cache: dict[str, Any]
     timing: dict[str, Any]
     records: list[Record]
-    strict: bool = False           # inconclusive gates fail the check
+    strict: bool = False           # undecided fail-severity gates fail the check
 
     @property
     def verdict(self) -> str:
-        return verdict_of([g.status for g in self.gates], self.strict)
+        return verdict_of([(g.status, g.severity) for g in self.gates], self.strict)
 
     @property
     def passed(self) -> bool:
@@ -198,11 +198,19 @@ class ResultsDocument:
             "timing": self.timing, "records": [r.to_json() for r in self.records]})
 
 
-def verdict_of(statuses: list[str], strict: bool = False) -> str:
-    """fail when a gate failed (or, strict, could not be decided); inconclusive when none failed
-    but some could not be decided; else pass."""
-    undecided = "inconclusive" in statuses
-    if "fail" in statuses or (strict and undecided):
+def undecided_blocks(status: str, severity: str) -> bool:
+    """Whether a gate's status leaves the release undecided: an inconclusive gate of fail severity.
+    An undecided warn-severity gate is reported, but like its warning it never moves the verdict
+    (otherwise --strict would fail a candidate on a gate that, failing outright, only warns)."""
+    return status == "inconclusive" and severity == "fail"
+
+
+def verdict_of(outcomes: list[tuple[str, str]], strict: bool = False) -> str:
+    """From each gate's (status, severity): fail when a gate failed (or, strict, a fail-severity
+    gate could not be decided); inconclusive when none failed but such a gate could not be
+    decided; else pass."""
+    undecided = any(undecided_blocks(status, severity) for status, severity in outcomes)
+    if any(status == "fail" for status, _ in outcomes) or (strict and undecided):
         return "fail"
     return "inconclusive" if undecided else "pass"
 

@@ -2,7 +2,8 @@
 
 A gate compares one metric value with a threshold, on the end of the value's 95% interval that is
 worse for the candidate; severity "fail" blocks a release, "warn" only reports. A gate whose
-interval straddles its bar, or that rests on too few units, is inconclusive; one that could not
+interval straddles its bar, or that rests on too few units, is inconclusive (which moves the
+verdict only for a fail-severity gate, document.undecided_blocks); one that could not
 fail whatever the candidate did is uninformative. Each gate names a declared metric (gates/registry.py) and the Problem-Map symptoms its
 failure evidences; a configuration may override the fields in OVERRIDE_SCHEMA, keyed by gate id.
 """

@@ -16,6 +16,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from awqguard.errors import strip_ansi
+from awqguard.gates.document import undecided_blocks
 from awqguard.report.format import (estimate_note, gate_failure_text, is_strict, number, run_counts, threshold_text,
                                     verdict, verdict_note, verdict_sentence)
 
@@ -62,7 +63,7 @@ def _element(parent: ET.Element | None, tag: str, text=None, **attrs) -> ET.Elem
 def junit_xml(results: dict) -> str:
     """One testcase per gate. Property values are the raw numbers, for tools that read them back."""
     gates, env, strict = results["gates"], results["environment"], is_strict(results)
-    outcomes = [_junit_outcome(g["status"], strict) for g in gates]
+    outcomes = [_junit_outcome(g, strict) for g in gates]
     suite = _element(None, "testsuite", name=SUITE_NAME, tests=len(gates), failures=outcomes.count("failure"),
                      errors=0, skipped=outcomes.count("skipped"), time=f"{results['timing']['wall_s']:.1f}",
                      timestamp=results["created"])
@@ -79,9 +80,11 @@ def junit_xml(results: dict) -> str:
     return _document(suite)
 
 
-def _junit_outcome(status: str, strict: bool) -> str | None:
-    """The JUnit element a gate's status becomes: "failure", "skipped", "system-out" (warned) or None (passed)."""
-    if status == "fail" or (status == "inconclusive" and strict):
+def _junit_outcome(gate: dict, strict: bool) -> str | None:
+    """The JUnit element a gate's status becomes: "failure", "skipped", "system-out" (warned) or None
+    (passed); an undecided gate fails under strict only if it could block a release (fail severity)."""
+    status = gate["status"]
+    if status == "fail" or (strict and undecided_blocks(status, gate["severity"])):
         return "failure"
     if status in ("skip", "inconclusive", "uninformative"):
         return "skipped"

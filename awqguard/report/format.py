@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from awqguard.gates.document import undecided_blocks
+
 MISSING = "–"           # a value that was not measured
 
 
@@ -108,6 +110,14 @@ def verdict_note(results: dict, flag: str = "--strict") -> str:
     count = results["summary"].get("inconclusive", 0)
     if not count:
         return ""
+    blocking = sum(undecided_blocks(g["status"], g.get("severity", "fail")) for g in results["gates"])
+    earlier_rule = not blocking and (verdict(results) == "inconclusive"      # written when every undecided
+                                     or (is_strict(results) and verdict(results) == "fail"      # gate counted
+                                         and results["summary"]["failed"] == 0))
+    if not blocking and not earlier_rule:
+        gates = f"{count} warn-severity gate{'s' if count != 1 else ''}"
+        return f"{gates} could not be decided on this evidence; like a warning, that does not move the verdict"
+    count = blocking or count
     gates = f"{count} gate{'s' if count != 1 else ''}"
     if is_strict(results):
         return f"{gates} could not be decided on this evidence, which fails the check under strict mode"

@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 
 from awqguard import files
-from awqguard.gates.document import SCHEMA_VERSION     # one number for the writer and the reader
+from awqguard.gates.document import SCHEMA_VERSION, verdict_of     # one number for the writer and the reader
 from awqguard.gates.policy import OPS, SEVERITIES
 
 MAX_PROBLEMS = 3            # schema problems named in one message
@@ -167,7 +167,9 @@ def _check_counts(data: dict, path) -> None:
         raise ValueError(f"{path}: summary says {_counts(claimed)} but the gates list holds {_counts(counted)}: "
                          "the file was edited (a gate removed or a status changed); rerun awqguard check")
     strict = data.get("strict", False)
-    verdict = _verdict(counted, strict)
+    verdict, earlier = _verdicts(gates, strict)
+    if data.get("verdict", verdict) == earlier != verdict:        # written before the rule changed
+        verdict = earlier
     if data.get("verdict", verdict) != verdict:
         raise ValueError(f"{path}: verdict is {data['verdict']} but the gates make it {verdict} "
                          f"({_counts(counted)}{', strict' if strict else ''}): the file was edited; "
@@ -178,11 +180,12 @@ def _check_counts(data: dict, path) -> None:
                          + ": the file was edited; rerun awqguard check")
 
 
-def _verdict(counted: dict, strict: bool) -> str:
-    """The verdict the gates make: a failed gate fails the check, and so does an inconclusive one under strict."""
-    if counted["failed"] or (strict and counted["inconclusive"]):
-        return "fail"
-    return "inconclusive" if counted["inconclusive"] else "pass"
+def _verdicts(gates: list[dict], strict: bool) -> tuple[str, str]:
+    """The verdict the gates make (a failed gate fails the check, and so does an undecided
+    fail-severity one under strict), and the one they made before undecided warn-severity gates
+    stopped moving it, which a results.json written then carries."""
+    outcomes = [(g["status"], g["severity"]) for g in gates]
+    return verdict_of(outcomes, strict), verdict_of([(status, "fail") for status, _ in outcomes], strict)
 
 
 def _counts(c: dict) -> str:

@@ -105,10 +105,17 @@ def test_warn_and_skip_statuses():
 
 
 def test_strict_makes_an_inconclusive_check_fail():
-    assert verdict_of(["pass", "inconclusive"]) == "inconclusive"
-    assert verdict_of(["pass", "inconclusive"], strict=True) == "fail"
-    assert verdict_of(["pass", "uninformative", "warn", "skip"]) == "pass"
-    assert verdict_of(["fail", "inconclusive"]) == "fail"
+    assert verdict_of([("pass", "fail"), ("inconclusive", "fail")]) == "inconclusive"
+    assert verdict_of([("pass", "fail"), ("inconclusive", "fail")], strict=True) == "fail"
+    assert verdict_of([("pass", "fail"), ("uninformative", "fail"), ("warn", "warn"), ("skip", "fail")]) == "pass"
+    assert verdict_of([("fail", "fail"), ("inconclusive", "fail")]) == "fail"
+
+
+def test_an_undecided_warn_gate_never_moves_the_verdict():
+    """Failing outright a warn-severity gate only warns, so being undecided cannot count for more."""
+    outcomes = [("pass", "fail"), ("inconclusive", "warn"), ("warn", "warn")]
+    assert verdict_of(outcomes) == "pass" and verdict_of(outcomes, strict=True) == "pass"
+    assert verdict_of(outcomes + [("inconclusive", "fail")], strict=True) == "fail"
 
 
 @pytest.mark.parametrize("kwargs,match", [({"op": "=="}, "op must be one of"),

@@ -39,6 +39,7 @@ def test_format_reads_the_verdict_and_counts_the_new_statuses():
     assert fmt.verdict_note(results) == ("no gate failed; 1 gate could not be decided on this evidence "
                                          "(--strict makes that fail)")
     results["summary"]["inconclusive"] = 2
+    results["gates"][1]["status"] = "inconclusive"
     assert "2 gates could not be decided" in fmt.verdict_note(results, "--awq-strict")
     assert "(--awq-strict makes that fail)" in fmt.verdict_note(results, "--awq-strict")
     strict = undecided_results(strict=True)
@@ -173,3 +174,35 @@ def test_results_written_before_the_new_statuses_still_render(tmp_path, capsys, 
     assert (props["verdict"], props["strict"]) == (css, "False")
     assert summary_markdown(results).startswith(f"{'✅' if passed else '❌'} **awqguard: {word}**")
     assert "inconclusive" not in _terminal(results).lower()
+
+
+def _warn_undecided(strict: bool = False, verdict: str = "pass") -> dict:
+    """undecided_results with its inconclusive gate of warn severity, and the verdict that makes."""
+    results = undecided_results(strict)
+    results["gates"][4]["severity"] = "warn"
+    results.update(verdict=verdict, passed=verdict != "fail")
+    return results
+
+
+def test_an_undecided_warn_gate_fails_nothing_even_under_strict():
+    from awqguard.pytest_plugin import gate_outcome
+    for strict in (False, True):
+        results = _warn_undecided(strict)
+        schema.validate_results(results, "warn.json")
+        assert fmt.verdict(results) == "pass"
+        assert fmt.verdict_note(results) == ("1 warn-severity gate could not be decided on this evidence; "
+                                             "like a warning, that does not move the verdict")
+        suite = _suite(results)
+        assert suite.get("failures") == "0"
+        assert {c.get("name"): c for c in suite.findall("testcase")}["hit-rate"].find("skipped") is not None
+        assert gate_outcome(results["gates"][4], strict)[0] == "skip"
+
+
+def test_a_results_file_from_when_warn_gates_counted_still_reads():
+    """Written before undecided warn-severity gates stopped moving the verdict: still valid, and its
+    note says what its verdict meant then."""
+    for strict, verdict in ((False, "inconclusive"), (True, "fail")):
+        results = _warn_undecided(strict, verdict)
+        schema.validate_results(results, "earlier.json")
+        assert "could not be decided on this evidence" in fmt.verdict_note(results)
+        assert "warn-severity" not in fmt.verdict_note(results)
