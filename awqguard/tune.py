@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from awqguard import cache, files
+from awqguard.gates.document import undecided_blocks
 
 TUNE_FILE = "tune.json"
-BLOCKING = ("fail", "inconclusive")      # a fail-severity gate in one of these does not pass
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def predicted_ratio(config: dict, widths: dict[str, tuple[int, int]]) -> float:
 
 def blocking_gates(results: dict) -> list[str]:
     """The fail-severity gates a check's results do not pass."""
-    return [g["id"] for g in results["gates"] if g["severity"] == "fail" and g["status"] in BLOCKING]
+    return [g["id"] for g in results["gates"] if g["status"] == "fail" or undecided_blocks(g["status"], g["severity"])]
 
 
 def _row(trial: Trial, bytes_ratio: float, seconds: float, **measured) -> dict:

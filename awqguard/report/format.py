@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from awqguard.gates.document import undecided_blocks
+from awqguard.gates.document import undecided_blocks, verdict_of
 
 MISSING = "–"           # a value that was not measured
 
@@ -110,10 +110,11 @@ def verdict_note(results: dict, flag: str = "--strict") -> str:
     count = results["summary"].get("inconclusive", 0)
     if not count:
         return ""
-    blocking = sum(undecided_blocks(g["status"], g.get("severity", "fail")) for g in results["gates"])
-    earlier_rule = not blocking and (verdict(results) == "inconclusive"      # written when every undecided
-                                     or (is_strict(results) and verdict(results) == "fail"      # gate counted
-                                         and results["summary"]["failed"] == 0))
+    outcomes = [(g["status"], g["severity"]) for g in results["gates"]]
+    blocking = sum(undecided_blocks(*outcome) for outcome in outcomes)
+    # the reader accepts the verdict of today's rule or, from a file written before, of the rule
+    # that counted every undecided gate: a verdict other than today's is the earlier rule's
+    earlier_rule = verdict(results) != verdict_of(outcomes, is_strict(results))
     if not blocking and not earlier_rule:
         gates = f"{count} warn-severity gate{'s' if count != 1 else ''}"
         return f"{gates} could not be decided on this evidence; like a warning, that does not move the verdict"
